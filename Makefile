@@ -1,0 +1,36 @@
+# landmark-lora: `make run` and `make test` each set up .venv on their own.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export GX_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install run test bench clean-data help
+
+help:
+	@echo "make run    - set up .venv, then run the main job on the embedded default"
+	@echo "make test   - set up .venv, then run the test suite"
+	@echo "make bench  - benchmarks (results in reports/bench.json and docs/benchmarks.md)"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+run: install
+	$(BIN)/landmark-lora run
+
+test: install
+	$(BIN)/python -m pytest -q
+
+clean-data:
+	@echo "data/raw and data/quarantine hold user photos and are never removed by make."
+	rm -rf data/processed reports .cache/preprocess

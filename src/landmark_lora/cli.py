@@ -1,0 +1,160 @@
+"""The `landmark-lora` command. Thin: parse arguments, load params, call a stage function.
+
+    landmark-lora run                 # main job: sample data if empty, ingest, dvc repro
+    landmark-lora sample-data         # render the synthetic photo set into data/incoming/
+    landmark-lora ingest              # data/incoming -> data/raw | data/quarantine
+    landmark-lora validate            # DVC stage: GX dataset contract -> reports/validation.json
+    landmark-lora preprocess          # DVC stage: buckets, crops, captions, split -> data/processed/
+
+Every command takes ``--params PATH`` (default ./params.yaml) and ``--set key=value``
+overrides (e.g. ``--set data.resolution=128``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from landmark_lora.config import ConfigError, Params, load_params
+
+EXIT_USAGE = 2
+EXIT_CONTRACT = 3
+
+
+def _overrides(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {pair!r}: expected key=value, e.g. --set data.resolution=128")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _catalogue(params: Params):
+    from landmark_lora.catalogue import load_catalogue
+
+    return load_catalogue(params.catalogue)
+
+
+def cmd_sample_data(params: Params, args: argparse.Namespace) -> int:
+    from landmark_lora.stages.sample_data import render_sample_set
+
+    out = Path(args.out) if args.out else params.paths.incoming
+    n = render_sample_set(out, _catalogue(params), params.sample_data)
+    print(f"sample-data: rendered {n} labelled photos into {out}/ (labels in {out}/metadata.csv)")
+    return 0
+
+
+def cmd_ingest(params: Params, args: argparse.Namespace) -> int:
+    from landmark_lora.stages.ingest import ingest
+
+    report = ingest(params, _catalogue(params), progress=None if not args.no_progress else False)
+    print(report.summary(params.paths.quarantine))
+    if report.accepted and params.ingest.dvc_add and not args.no_dvc_add:
+        _dvc_add_raw(params.paths.raw)
+    return 0
+
+
+def _dvc_add_raw(raw: Path) -> None:
+    """Version the raw photo set: `dvc add` writes data/raw.dvc (commit it) and caches the files."""
+    if not Path(".dvc").is_dir():
+        print(f"ingest: not a DVC repo here; {raw} is not versioned (run `dvc init` to version it)")
+        return
+    subprocess.run([sys.executable, "-m", "dvc", "add", "--quiet", str(raw)], check=True)
+    print(f"ingest: versioned {raw} with DVC ({raw}.dvc); `dvc push` sends it to the remote")
+
+
+def cmd_validate(params: Params, args: argparse.Namespace) -> int:
+    from landmark_lora.stages.validate import DatasetContractError, validate_dataset
+
+    try:
+        outcome = validate_dataset(params.paths.raw, params.paths.reports, params.validation, _catalogue(params))
+    except DatasetContractError as err:
+        print(f"validate: FAILED\n{err}", file=sys.stderr)
+        return EXIT_CONTRACT
+    print(f"validate: dataset contract holds; report {outcome.report_path}, docs {outcome.docs_index}")
+    return 0
+
+
+def cmd_preprocess(params: Params, args: argparse.Namespace) -> int:
+    from landmark_lora.stages.preprocess import preprocess
+
+    summary = preprocess(params, _catalogue(params))
+    print(summary.describe())
+    return 0
+
+
+def cmd_run(params: Params, args: argparse.Namespace) -> int:
+    """The main job on the embedded default: sample data when there is none, ingest, dvc repro."""
+    from landmark_lora import rawtable
+    from landmark_lora.stages.ingest import pending_photos
+
+    if not rawtable.read_rows(params.paths.raw) and not pending_photos(params.paths.incoming):
+        print("run: no photos yet; rendering the synthetic sample set (landmark-lora sample-data)")
+        cmd_sample_data(params, argparse.Namespace(out=None))
+    cmd_ingest(params, argparse.Namespace(no_progress=False, no_dvc_add=False))
+    print("run: dvc repro")
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro"])
+    if proc.returncode:
+        print("run: `dvc repro` failed; the stage output above says why", file=sys.stderr)
+        return proc.returncode
+    reports = params.paths.reports
+    print(
+        "run: done.\n"
+        f"  validation report : {reports}/validation.json (Data Docs: {reports}/validation/index.html)\n"
+        f"  training data     : {params.paths.processed}/{{train,val}}/\n"
+        f"  rejected photos   : {params.paths.quarantine}/rejections.csv"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="landmark-lora", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="main job: sample data if empty, ingest, dvc repro")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("sample-data", help="render the synthetic labelled photo set")
+    p.add_argument("--out", help="folder (default: paths.incoming)")
+    p.set_defaults(func=cmd_sample_data)
+    p = sub.add_parser("ingest", help="move new photos from the drop folder into raw or quarantine")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-dvc-add", action="store_true", help="skip `dvc add` of the raw folder")
+    p.set_defaults(func=cmd_ingest)
+    p = sub.add_parser("validate", help="DVC stage: check the dataset contract (Great Expectations)")
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("preprocess", help="DVC stage: crop, bucket, caption and split")
+    p.set_defaults(func=cmd_preprocess)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        params = load_params(args.params, _overrides(args.overrides))
+        return args.func(params, args)
+    except ConfigError as err:
+        print(f"landmark-lora: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as err:  # stage errors carry the actionable message; no traceback wall
+        from landmark_lora.catalogue import CatalogueError
+        from landmark_lora.stages.ingest import IngestError
+
+        if isinstance(err, (CatalogueError, IngestError, ValueError)):
+            print(f"landmark-lora {args.command}: {err}", file=sys.stderr)
+            return EXIT_USAGE
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""Typed view of params.yaml: the one place for every knob.
+
+    from landmark_lora.config import load_params
+    params = load_params()            # ./params.yaml
+    params.data.resolution            # -> 64
+
+An unknown key, a wrong type or an out-of-range value raises ConfigError with
+the dotted key and a hint, e.g. ``params.yaml: data.resolutoin: unknown key
+(did you mean 'resolution'?)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class ConfigError(ValueError):
+    """A params.yaml problem, phrased for the person who edits the file."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsConfig(_Section):
+    incoming: Path = Path("data/incoming")
+    raw: Path = Path("data/raw")
+    quarantine: Path = Path("data/quarantine")
+    processed: Path = Path("data/processed")
+    reports: Path = Path("reports")
+    cache: Path = Path(".cache")
+
+
+class SampleDataConfig(_Section):
+    seed: int = 1234
+    width: int = Field(192, ge=64, le=2048)
+    height: int = Field(256, ge=64, le=2048)
+    poses_per_view: int = Field(2, ge=1, le=10)
+    jpeg_quality: int = Field(92, ge=50, le=100)
+
+
+class IngestConfig(_Section):
+    extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp")
+    min_side: int = Field(64, ge=1)
+    max_aspect_ratio: float = Field(4.0, ge=1.0)
+    # Header-declared pixel count above which a file is treated as a decompression bomb.
+    max_pixels: int = Field(120_000_000, ge=1)
+    max_file_mb: float = Field(200.0, gt=0)
+    progress_threshold: int = Field(50, ge=0, description="show a progress bar from this many files")
+    dvc_add: bool = True
+
+
+class ValidationConfig(_Section):
+    min_photos_per_landmark: int = Field(10, ge=1)
+    min_side: int = Field(64, ge=1)
+    max_side: int = Field(20_000, ge=1)
+    max_aspect_ratio: float = Field(4.0, ge=1.0)
+    max_unspecified_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    max_pose_chars: int = Field(80, ge=1)
+    required_landmarks: tuple[str, ...] = ()
+
+
+class DataConfig(_Section):
+    resolution: int = Field(64, ge=32, le=2048, description="side of the square bucket; buckets keep its area")
+    bucket_multiple: int = Field(8, ge=1, le=128)
+    min_bucket_aspect: float = Field(0.5, gt=0.0, le=1.0)
+    max_bucket_aspect: float = Field(2.0, ge=1.0, le=4.0)
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    person_detector: Literal["auto", "center"] = "auto"
+    image_format: Literal["png", "jpg"] = "png"
+
+    @model_validator(mode="after")
+    def _resolution_fits_multiple(self) -> "DataConfig":
+        if self.resolution % self.bucket_multiple:
+            raise ValueError(
+                f"resolution ({self.resolution}) must be a multiple of bucket_multiple ({self.bucket_multiple})"
+            )
+        return self
+
+
+class CaptionConfig(_Section):
+    trigger: str = Field("lmksnap", min_length=1)
+    # Parts are joined with ", ". A part that mentions an unspecified or empty field is dropped.
+    template: tuple[str, ...] = (
+        "{trigger} snapshot photo",
+        "{shot}",
+        "{angle}",
+        "person {pose}",
+        "in front of {landmark}",
+        "{description}",
+        "{caption}",
+    )
+    shot_words: dict[str, str] = {
+        "close_up": "close-up shot",
+        "upper_body": "upper-body shot",
+        "thigh_up": "thigh-up shot",
+        "full_body": "full-body shot",
+        "wide": "wide shot",
+    }
+    angle_words: dict[str, str] = {
+        "eye_level": "eye-level angle",
+        "low_angle": "low-angle shot from below",
+        "high_angle": "high-angle shot from above",
+    }
+
+
+class Params(_Section):
+    catalogue: Path | None = None
+    paths: PathsConfig = PathsConfig()
+    sample_data: SampleDataConfig = SampleDataConfig()
+    ingest: IngestConfig = IngestConfig()
+    validation: ValidationConfig = ValidationConfig()
+    data: DataConfig = DataConfig()
+    caption: CaptionConfig = CaptionConfig()
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None) if field else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return list(model.model_fields)
+
+
+def _explain(err: ValidationError, source: str) -> ConfigError:
+    lines = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not str(p).startswith("function-after"))
+        key = ".".join(str(p) for p in loc) or "<root>"
+        if e["type"] == "extra_forbidden":
+            known = _known_keys(Params, loc)
+            guess = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            hint = f" (did you mean '{guess[0]}'?)" if guess else f" (known keys: {', '.join(known)})"
+            lines.append(f"{source}: {key}: unknown key{hint}")
+        else:
+            got = e.get("input")
+            got_txt = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"{source}: {key}: {e['msg']}{got_txt}")
+    return ConfigError("invalid parameters:\n  " + "\n  ".join(lines))
+
+
+def parse_params(raw: dict[str, Any] | None, source: str = "params.yaml") -> Params:
+    """Validate a params mapping. ``source`` names the file in error messages."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: top level must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise _explain(err, source) from None
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS, overrides: dict[str, Any] | None = None) -> Params:
+    """Read params.yaml (and optional dotted-key overrides) into a typed Params."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: not found. Run from the repository root or pass --params PATH.")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    for dotted, value in (overrides or {}).items():
+        raw = set_dotted(raw or {}, dotted, value)
+    return parse_params(raw, source=str(path))
+
+
+def set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    """Return a copy of ``raw`` with ``a.b.c = value`` applied."""
+    out = dict(raw)
+    head, _, rest = dotted.partition(".")
+    if rest:
+        inner = out.get(head) or {}
+        if not isinstance(inner, dict):
+            raise ConfigError(f"override {dotted}: '{head}' is not a section")
+        out[head] = set_dotted(inner, rest, value)
+    else:
+        out[head] = value
+    return out
+
+
+def flatten(params: Params) -> dict[str, str]:
+    """Flat ``section.key -> str(value)`` mapping (for MLflow params)."""
+    flat: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            flat[prefix] = str(value)
+
+    walk("", params.model_dump(mode="json"))
+    return flat

@@ -1,0 +1,533 @@
+"""Ingest: the only door for new photos.
+
+    landmark-lora ingest          # data/incoming/<landmark>/* -> data/raw/<landmark>/ or data/quarantine/
+
+Every file found under ``data/incoming/`` ends up in exactly one place with its
+bytes unchanged: accepted into ``data/raw/<landmark>/`` (with a row in
+``data/raw/metadata.csv``) or rejected into ``data/quarantine/`` (with a line in
+``data/quarantine/rejections.csv`` saying what is wrong). Nothing is deleted.
+
+Crash safety comes from the order of operations, per batch of files:
+copy to a temporary name -> fsync -> verify sha256 -> rename; record the batch
+atomically; only then remove the originals from incoming. A rerun after a crash
+at any point recognises copies it already made and finishes the job.
+
+An optional ``data/incoming/metadata.csv`` labels photos: ``file, shot, angle,
+pose, caption`` with ``file`` relative to ``data/incoming`` (e.g.
+``gyeongbokgung/IMG_0001.jpg``). Missing labels are recorded as ``unspecified``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import posixpath
+import shutil
+import sys
+import tempfile
+import unicodedata
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from landmark_lora import rawtable
+from landmark_lora.catalogue import Landmark, normalise_label
+from landmark_lora.config import IngestConfig, Params
+
+MANIFEST = "metadata.csv"
+MANIFEST_COLUMNS = ("file", "shot", "angle", "pose", "caption")
+REJECTIONS = "rejections.csv"
+REJECTION_COLUMNS = ("file", "reason", "quarantined_as", "rejected_at")
+PARTIAL_PREFIX = ".partial-"
+BATCH = 64  # files copied before one atomic record + removal round
+
+# Formats we accept, by magic number: the extension alone proves nothing.
+_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
+_OTHER_MAGIC = {
+    b"GIF8": "a GIF image",
+    b"BM": "a BMP image",
+    b"II*\x00": "a TIFF image",
+    b"MM\x00*": "a TIFF image",
+    b"%PDF": "a PDF document",
+    b"PK\x03\x04": "a ZIP archive",
+    b"\x7fELF": "an executable",
+    b"<": "text/HTML",
+}
+
+
+class IngestError(RuntimeError):
+    """The run cannot start (e.g. an unreadable metadata.csv); nothing was moved."""
+
+
+@dataclass
+class IngestReport:
+    accepted: list[str] = field(default_factory=list)  # raw paths, relative to data/raw
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (incoming file, reason)
+    resumed: int = 0  # files a crashed run had already stored; removed from incoming now
+    manifest_archived_as: str | None = None
+
+    def reasons(self) -> Counter:
+        return Counter(reason.split(":", 1)[0] for _, reason in self.rejected)
+
+    def summary(self, quarantine: Path) -> str:
+        lines = [f"ingest: {len(self.accepted)} accepted, {len(self.rejected)} rejected"]
+        if self.resumed:
+            lines[0] += f", {self.resumed} finished from an interrupted run"
+        for reason, n in sorted(self.reasons().items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"  rejected {n:>4} x {reason}")
+        if self.rejected:
+            lines.append(f"  details: {quarantine / REJECTIONS}")
+        return "\n".join(lines)
+
+
+def _crash_hook(point: str) -> None:
+    """Called between the steps of the copy/record/remove protocol (tests inject crashes here)."""
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _nfc(text: str) -> str:
+    # macOS writes NFD file names; metadata typed by hand is NFC. Compare in NFC.
+    return unicodedata.normalize("NFC", text)
+
+
+def _slug_of(folder: str) -> str:
+    return _nfc(folder).strip().lower().replace("-", "_").replace(" ", "_")
+
+
+# ---------------------------------------------------------------- inspection
+
+
+@dataclass
+class _Photo:
+    sha256: str
+    size: int
+    width: int
+    height: int
+    format: str
+    mode: str
+    orientation: int
+
+
+def _sniff(head: bytes) -> str | None:
+    for magic, fmt in _MAGIC.items():
+        if head.startswith(magic):
+            return fmt
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def inspect_photo(path: Path, cfg: IngestConfig) -> _Photo | str:
+    """Return photo facts, or a rejection reason ('category: details; how to fix')."""
+    size = path.stat().st_size
+    if size == 0:
+        return "empty file: 0 bytes; copy the photo again"
+    if size > cfg.max_file_mb * 1024 * 1024:
+        return f"file too large: {size / 2**20:.0f} MB > ingest.max_file_mb={cfg.max_file_mb:g}"
+    with path.open("rb") as fh:
+        head = fh.read(16)
+    fmt = _sniff(head)
+    if fmt is None:
+        what = next((name for magic, name in _OTHER_MAGIC.items() if head.startswith(magic)), None)
+        if what and "image" in what:
+            return f"unsupported image format: the content is {what}; convert it to JPEG, PNG or WebP"
+        return (
+            f"not an image: the content is {what or 'not JPEG, PNG or WebP'} despite the "
+            f"'{path.suffix}' extension"
+        )
+    limit = cfg.max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            old_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, limit
+            try:
+                with Image.open(path) as im:
+                    width, height = im.size
+                    if width * height > limit:
+                        raise Image.DecompressionBombError(f"{width}x{height}")
+                    mode, real_fmt = im.mode, (im.format or fmt)
+                    orientation = int(im.getexif().get(0x0112, 1) or 1)
+                    if min(width, height) >= cfg.min_side:
+                        # Decode fully: catches truncated and corrupt data the header hides.
+                        if real_fmt == "JPEG" and width * height > 16_000_000:
+                            im.draft("RGB", (width // 4, height // 4))  # still reads every byte
+                        im.load()
+            finally:
+                Image.MAX_IMAGE_PIXELS = old_limit
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        dims = str(err).split(" ")[0] if "x" in str(err).split(" ")[0] else "its header"
+        return (
+            f"decompression bomb: {dims} declares more than ingest.max_pixels={limit:,} pixels; "
+            "a real photo is far smaller"
+        )
+    except UnidentifiedImageError:
+        return f"corrupt image: {fmt} signature but the header cannot be read; export the photo again"
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        return f"truncated or corrupt image: {fmt} data does not decode ({err}); copy or export it again"
+    if orientation in (5, 6, 7, 8):  # rotated 90 degrees: displayed size is swapped
+        width, height = height, width
+    if min(width, height) < cfg.min_side:
+        return f"too small: {width}x{height} px; the short side must be at least ingest.min_side={cfg.min_side} px"
+    ratio = max(width, height) / min(width, height)
+    if ratio > cfg.max_aspect_ratio:
+        return (
+            f"extreme aspect ratio: {width}x{height} px is {ratio:.1f}:1, above "
+            f"ingest.max_aspect_ratio={cfg.max_aspect_ratio:g}; crop it to a normal photo shape"
+        )
+    return _Photo(sha256_file(path), size, width, height, real_fmt, mode, orientation)
+
+
+# ---------------------------------------------------------------- manifest
+
+
+@dataclass
+class _Manifest:
+    labels: dict[str, dict[str, str]]  # incoming-relative NFC path -> normalised labels
+    bad_labels: dict[str, str]  # incoming-relative path -> rejection reason for its photo
+    row_rejections: list[tuple[str, str]]  # ("metadata.csv row N", reason)
+
+
+def read_manifest(incoming: Path, known_sources: set[str]) -> _Manifest:
+    path = incoming / MANIFEST
+    out = _Manifest({}, {}, [])
+    if not path.is_file() or path.is_symlink():
+        return out
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip().lower() for h in (reader.fieldnames or [])]
+            if "file" not in header:
+                raise IngestError(
+                    f"{path}: no 'file' column (found: {', '.join(header) or 'nothing'}). The header must be "
+                    f"{','.join(MANIFEST_COLUMNS)}; fix the file and run `landmark-lora ingest` again. "
+                    "Nothing was moved."
+                )
+            reader.fieldnames = header
+            rows = list(reader)
+    except UnicodeDecodeError as err:
+        raise IngestError(f"{path}: not UTF-8 text ({err}); save it as UTF-8 CSV. Nothing was moved.") from None
+    except csv.Error as err:
+        raise IngestError(f"{path}: not a valid CSV ({err}). Nothing was moved.") from None
+
+    for n, row in enumerate(rows, start=2):  # row 1 is the header
+        where = f"{MANIFEST} row {n}"
+        raw_name = (row.get("file") or "").strip()
+        if not raw_name:
+            out.row_rejections.append((where, "metadata row without file: the 'file' column is empty"))
+            continue
+        name = _nfc(raw_name.replace("\\", "/"))
+        norm = posixpath.normpath(name)
+        if name.startswith("/") or norm == ".." or norm.startswith("../") or (len(name) > 1 and name[1] == ":"):
+            out.row_rejections.append(
+                (
+                    where,
+                    f"metadata path traversal: '{raw_name}' points outside {incoming}; "
+                    "use a path like <landmark>/<photo>.jpg",
+                )
+            )
+            continue
+        if norm in out.labels or norm in out.bad_labels:
+            out.row_rejections.append((where, f"metadata duplicate row: '{raw_name}' is labelled twice"))
+            continue
+        if not (incoming / norm).exists() and not (incoming / norm).is_symlink():
+            if norm in known_sources:  # consumed by an earlier (possibly interrupted) run
+                continue
+            out.row_rejections.append(
+                (where, f"metadata file missing: '{raw_name}' is not in {incoming}; check the name")
+            )
+            continue
+        try:
+            labels = {
+                "shot": normalise_label("shot", row.get("shot")),
+                "angle": normalise_label("angle", row.get("angle")),
+                "pose": normalise_label("pose", row.get("pose")),
+                "caption": " ".join((row.get("caption") or "").split()),
+            }
+        except ValueError as err:
+            reason = f"invalid label: {where}: {err}; fix {MANIFEST} and drop the photo in again"
+            out.row_rejections.append((where, reason))
+            out.bad_labels[norm] = reason
+            continue
+        out.labels[norm] = labels
+    return out
+
+
+# ---------------------------------------------------------------- storage
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _dest_for(dest: Path, src: Path, sha: str | None, taken: set[Path]) -> tuple[Path, bool]:
+    """Pick the destination name. Returns (path, already_there) — already_there when an
+    interrupted run left an identical copy at that name."""
+    candidates = [dest] + [dest.with_name(f"{dest.stem}-{sha[:8] if sha else i}{dest.suffix}") for i in range(1, 3)]
+    candidates += [dest.with_name(f"{dest.stem}-{i}{dest.suffix}") for i in range(2, 10_000)]
+    for cand in candidates:
+        if cand in taken:
+            continue
+        if cand.is_symlink() and src.is_symlink():
+            if os.readlink(cand) == os.readlink(src):
+                return cand, True
+            continue
+        if not cand.exists() and not cand.is_symlink():
+            return cand, False
+        if sha and cand.is_file() and not cand.is_symlink() and sha256_file(cand) == sha:
+            return cand, True
+    raise IngestError(f"cannot find a free name for {dest}")
+
+
+def _copy_verified(src: Path, dest: Path, sha: str | None) -> None:
+    """Copy src to dest via a temp file in dest's folder; symlinks are recreated, never followed."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_symlink():
+        tmp = dest.with_name(f"{PARTIAL_PREFIX}{os.getpid()}-{dest.name}")
+        tmp.unlink(missing_ok=True)
+        os.symlink(os.readlink(src), tmp)
+        os.replace(tmp, dest)
+        return
+    fd, tmp_name = tempfile.mkstemp(prefix=PARTIAL_PREFIX, dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
+            shutil.copyfileobj(inp, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        if sha is not None and sha256_file(tmp) != sha:
+            raise IngestError(f"copy of {src} to {dest} does not match the original; the original is untouched")
+        shutil.copystat(src, tmp, follow_symlinks=False)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(dest.parent)
+
+
+def _read_rejections(quarantine: Path) -> list[dict]:
+    path = quarantine / REJECTIONS
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _write_rejections(quarantine: Path, rows: list[dict]) -> None:
+    quarantine.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".rejections-", dir=quarantine)
+    with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=REJECTION_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, quarantine / REJECTIONS)
+
+
+def _remove_partials(*roots: Path) -> None:
+    # Only our own temp copies; the originals are still in incoming.
+    for root in roots:
+        if root.is_dir():
+            for p in root.rglob(f"{PARTIAL_PREFIX}*"):
+                p.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- the run
+
+
+def _scan(incoming: Path) -> list[Path]:
+    """Every entry under incoming except the manifest; symlinks are listed, never followed."""
+    found: list[Path] = []
+    stack = [incoming]
+    while stack:
+        folder = stack.pop()
+        with os.scandir(folder) as it:
+            for entry in it:
+                p = Path(entry.path)
+                if entry.is_symlink() or not entry.is_dir(follow_symlinks=False):
+                    if not (folder == incoming and entry.name == MANIFEST):
+                        found.append(p)
+                else:
+                    stack.append(p)
+    return sorted(found, key=lambda p: p.as_posix())
+
+
+def _progress(items: list, enabled: bool):
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc="ingest", unit="file", file=sys.stderr)
+
+
+def ingest(params: Params, catalogue: dict[str, Landmark], progress: bool | None = None) -> IngestReport:
+    """Move every file in ``paths.incoming`` into raw or quarantine. Idempotent and crash-safe."""
+    cfg, paths = params.ingest, params.paths
+    incoming, raw, quarantine = Path(paths.incoming), Path(paths.raw), Path(paths.quarantine)
+    incoming.mkdir(parents=True, exist_ok=True)
+    _remove_partials(raw, quarantine)
+    report = IngestReport()
+
+    table = rawtable.read_rows(raw)
+    rejections = _read_rejections(quarantine)
+    by_sha = {r["sha256"]: r for r in table}
+    recorded_rejects = {(r["file"], r["quarantined_as"]) for r in rejections}
+    known_sources = {_nfc(r["source"]) for r in table} | {_nfc(r["file"]) for r in rejections}
+    manifest = read_manifest(incoming, known_sources)
+    files = _scan(incoming)
+    next_seq = max((r["seq"] for r in table), default=0) + 1
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    pending_rows: list[dict] = []
+    pending_rejects: list[dict] = []
+    pending_remove: list[Path] = []
+    taken: set[Path] = set()
+
+    def commit() -> None:
+        nonlocal pending_rows, pending_rejects, pending_remove
+        if pending_rows:
+            table.extend(pending_rows)
+            rawtable.write_rows(raw, table)
+        if pending_rejects:
+            rejections.extend(pending_rejects)
+            _write_rejections(quarantine, rejections)
+        _crash_hook("recorded")
+        for src in pending_remove:
+            src.unlink()
+        pending_rows, pending_rejects, pending_remove = [], [], []
+        taken.clear()
+
+    def reject(src: Path, rel: str, reason: str, sha: str | None = None) -> None:
+        dest, already = _dest_for(quarantine / rel, src, sha, taken)
+        if not already:
+            _copy_verified(src, dest, sha)
+        _crash_hook("copied")
+        taken.add(dest)
+        stored_as = dest.relative_to(quarantine).as_posix()
+        if (rel, stored_as) not in recorded_rejects:  # an interrupted run may have recorded it already
+            pending_rejects.append({"file": rel, "reason": reason, "quarantined_as": stored_as, "rejected_at": now})
+        pending_remove.append(src)
+        report.rejected.append((rel, reason))
+
+    for where, reason in manifest.row_rejections:
+        pending_rejects.append({"file": where, "reason": reason, "quarantined_as": "", "rejected_at": now})
+        report.rejected.append((where, reason))
+
+    show = progress if progress is not None else len(files) >= cfg.progress_threshold
+    for src in _progress(files, show):
+        rel = _nfc(src.relative_to(incoming).as_posix())
+        parts = rel.split("/")
+        if src.is_symlink():
+            reject(src, rel, f"symlink: not followed (points to {os.readlink(src)}); copy the real photo in instead")
+        elif len(parts) == 1:
+            reject(src, rel, "outside a landmark folder: put photos in data/incoming/<landmark-slug>/")
+        elif _slug_of(parts[0]) not in catalogue:
+            reject(
+                src,
+                rel,
+                f"unknown landmark folder: '{parts[0]}' is not in the catalogue "
+                f"({', '.join(sorted(catalogue))}); rename the folder or add the landmark to the catalogue",
+            )
+        elif src.suffix.lower() not in cfg.extensions:
+            reject(src, rel, f"unsupported file type: '{src.suffix or 'no extension'}'; photos must be {', '.join(cfg.extensions)}")
+        else:
+            facts = inspect_photo(src, cfg)
+            if isinstance(facts, str):
+                reject(src, rel, facts)
+            elif rel in manifest.bad_labels:
+                reject(src, rel, manifest.bad_labels[rel], facts.sha256)
+            elif facts.sha256 in by_sha:
+                twin = by_sha[facts.sha256]
+                if _nfc(twin["source"]) == rel and (raw / twin["file"]).is_file():
+                    pending_remove.append(src)  # stored and recorded by an interrupted run
+                    report.resumed += 1
+                else:
+                    reject(
+                        src,
+                        rel,
+                        f"duplicate content: same bytes as data/raw/{twin['file']} (from {twin['source']})",
+                        facts.sha256,
+                    )
+            else:
+                slug = _slug_of(parts[0])
+                dest, already = _dest_for(raw / slug / src.name, src, facts.sha256, taken)
+                if not already:
+                    _copy_verified(src, dest, facts.sha256)
+                _crash_hook("copied")
+                taken.add(dest)
+                labels = manifest.labels.get(rel, {})
+                row = {
+                    "file": dest.relative_to(raw).as_posix(),
+                    "landmark": slug,
+                    "shot": labels.get("shot", "unspecified"),
+                    "angle": labels.get("angle", "unspecified"),
+                    "pose": labels.get("pose", "unspecified"),
+                    "caption": labels.get("caption", ""),
+                    "sha256": facts.sha256,
+                    "bytes": facts.size,
+                    "width": facts.width,
+                    "height": facts.height,
+                    "format": facts.format,
+                    "mode": facts.mode,
+                    "exif_orientation": facts.orientation,
+                    "source": rel,
+                    "seq": next_seq,
+                    "ingested_at": now,
+                }
+                next_seq += 1
+                by_sha[facts.sha256] = row
+                pending_rows.append(row)
+                pending_remove.append(src)
+                report.accepted.append(row["file"])
+        if len(pending_remove) >= BATCH:
+            commit()
+    commit()
+
+    report.manifest_archived_as = _archive_manifest(incoming, raw.parent / "manifests", now)
+    _remove_empty_dirs(incoming)
+    return report
+
+
+def _archive_manifest(incoming: Path, archive: Path, now: str) -> str | None:
+    """Every row of metadata.csv has been used or rejected: keep it for the record, out of the drop folder."""
+    src = incoming / MANIFEST
+    if not src.is_file() or src.is_symlink():
+        return None
+    stamp = now.replace(":", "").replace("+0000", "Z")
+    dest, already = _dest_for(archive / f"metadata-{stamp}.csv", src, sha256_file(src), set())
+    if not already:
+        _copy_verified(src, dest, sha256_file(src))
+    src.unlink()
+    return dest.as_posix()
+
+
+def _remove_empty_dirs(incoming: Path) -> None:
+    # Drop folders emptied by ingest go (sub-folders only); landmark folders stay for the next drop.
+    for folder in sorted((p for p in incoming.rglob("*") if p.is_dir() and not p.is_symlink()), reverse=True):
+        if len(folder.relative_to(incoming).parts) > 1 and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def pending_photos(incoming: Path) -> int:
+    """How many files wait in the drop folder (used by the scheduler to decide whether to retrain)."""
+    incoming = Path(incoming)
+    return len(_scan(incoming)) if incoming.is_dir() else 0

@@ -1,0 +1,327 @@
+"""Preprocess: raw photos -> bucketed, person-safe crops with captions, split into train/val.
+
+    landmark-lora preprocess          # run by the DVC stage `preprocess` (dvc repro)
+
+For each photo in ``data/raw/metadata.csv``:
+1. apply the EXIF orientation and convert to 8-bit RGB (CMYK, grayscale, RGBA, 16-bit);
+2. pick the aspect-ratio bucket nearest the photo's shape, with area ~ ``data.resolution``²;
+3. crop to the bucket's shape around the person (OpenCV HOG people detector + Haar face and
+   upper-body cascades, all bundled in the opencv wheel; centre crop when nothing is found),
+   so the person is never cut out, then resize;
+4. caption it from ``caption.template`` (landmark, shot type, camera angle, pose).
+
+Outputs ``data/processed/{train,val}/<landmark>/<sha16>.png`` with a ``.txt`` caption beside
+each image (kohya layout) and ``metadata.jsonl`` per split (Hugging Face imagefolder layout).
+
+Steps 1-3 are cached by content in ``.cache/preprocess/`` under a key made of the photo's
+sha256 and the knobs that change the pixels, so adding k photos to n costs about k.
+
+Splits are stratified by (landmark, shot) and assigned in ingest order: the i-th photo of a
+stratum goes to val when round(i * val_fraction) steps up. New photos only append to a
+stratum, so no photo ever changes split when others are added.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from landmark_lora import rawtable
+from landmark_lora.catalogue import Landmark, render_caption
+from landmark_lora.config import DataConfig, Params
+
+# Bump when the pixel pipeline changes: it invalidates every cached crop.
+PIPELINE_VERSION = "1"
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1
+
+
+# ---------------------------------------------------------------- buckets
+
+
+def bucket_sizes(cfg: DataConfig) -> list[tuple[int, int]]:
+    """(width, height) buckets with area close to resolution², sides multiples of bucket_multiple."""
+    m, area = cfg.bucket_multiple, cfg.resolution**2
+    buckets = set()
+    width = m
+    while width <= cfg.resolution * 4:
+        height = max(m, int(round(area / width / m)) * m)
+        if cfg.min_bucket_aspect - 1e-9 <= width / height <= cfg.max_bucket_aspect + 1e-9:
+            buckets.add((width, height))
+        width += m
+    buckets.add((cfg.resolution, cfg.resolution))
+    return sorted(buckets)
+
+
+def choose_bucket(width: int, height: int, buckets: list[tuple[int, int]]) -> tuple[int, int]:
+    """The bucket whose aspect ratio is nearest the photo's (in log space: 2:1 and 1:2 are equally far)."""
+    target = math.log(width / height)
+    return min(buckets, key=lambda b: (abs(math.log(b[0] / b[1]) - target), -b[0] * b[1]))
+
+
+# ---------------------------------------------------------------- person detection
+
+
+_DETECTORS: dict = {}
+
+
+def _cv2_detectors():
+    if not _DETECTORS:
+        import cv2
+
+        cv2.setNumThreads(1)  # we are one DVC stage among others; don't grab every core
+        hog = cv2.HOGDescriptor()
+        hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        root = Path(cv2.data.haarcascades)
+        _DETECTORS.update(
+            cv2=cv2,
+            hog=hog,
+            face=cv2.CascadeClassifier(str(root / "haarcascade_frontalface_default.xml")),
+            upper=cv2.CascadeClassifier(str(root / "haarcascade_upperbody.xml")),
+        )
+    return _DETECTORS
+
+
+def detect_person(image: Image.Image) -> Box | None:
+    """Bounding box of the people in an RGB image (union of detections), or None.
+
+    Faces are grown to head-and-shoulders, since a crop that keeps only the face
+    would still cut the person.
+    """
+    d = _cv2_detectors()
+    cv2 = d["cv2"]
+    scale = min(1.0, 480 / max(image.size))
+    small = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+    gray = cv2.cvtColor(np.asarray(small), cv2.COLOR_RGB2GRAY)
+    gray = cv2.equalizeHist(gray)
+    h, w = gray.shape
+    boxes: list[tuple[float, float, float, float]] = []
+    min_face = max(12, min(w, h) // 12)
+    for x, y, fw, fh in d["face"].detectMultiScale(gray, 1.1, 5, minSize=(min_face, min_face)):
+        boxes.append((x - 0.6 * fw, y - 0.4 * fh, x + 1.6 * fw, y + 2.6 * fh))
+    if not boxes:
+        for x, y, bw, bh in d["upper"].detectMultiScale(gray, 1.1, 4, minSize=(max(24, w // 6), max(24, h // 6))):
+            boxes.append((x, y, x + bw, y + bh))
+    if w >= 64 and h >= 128:
+        rects, weights = d["hog"].detectMultiScale(gray, winStride=(8, 8), padding=(8, 8), scale=1.05)
+        for (x, y, bw, bh), wt in zip(rects, np.ravel(weights) if len(rects) else []):
+            if wt > 0.5:
+                boxes.append((x, y, x + bw, y + bh))
+    if not boxes:
+        return None
+    x0 = max(0.0, min(b[0] for b in boxes)) / scale
+    y0 = max(0.0, min(b[1] for b in boxes)) / scale
+    x1 = min(float(w), max(b[2] for b in boxes)) / scale
+    y1 = min(float(h), max(b[3] for b in boxes)) / scale
+    return int(x0), int(y0), int(math.ceil(x1)), int(math.ceil(y1))
+
+
+def crop_box(width: int, height: int, aspect: float, person: Box | None) -> Box:
+    """Largest crop of the given aspect (w/h) that keeps the person; centred on them.
+
+    When the person is larger than the crop, keep their top (the head) in frame.
+    """
+    if width / height > aspect:  # too wide: cut the sides
+        cw, ch = max(1, round(height * aspect)), height
+    else:  # too tall: cut top and bottom
+        cw, ch = width, max(1, round(width / aspect))
+    if person is None:
+        cx, cy = width / 2, height / 2
+        x0, y0 = cx - cw / 2, cy - ch / 2
+    else:
+        px0, py0, px1, py1 = person
+        x0 = (px0 + px1) / 2 - cw / 2 if px1 - px0 <= cw else px0
+        y0 = (py0 + py1) / 2 - ch / 2 if py1 - py0 <= ch else py0 - 0.02 * ch
+    x0 = int(round(min(max(0, x0), width - cw)))
+    y0 = int(round(min(max(0, y0), height - ch)))
+    return x0, y0, x0 + cw, y0 + ch
+
+
+# ---------------------------------------------------------------- pixels
+
+
+def load_rgb(path: Path, min_size: tuple[int, int] | None = None) -> Image.Image:
+    """Decode a photo to upright 8-bit RGB, whatever its mode (CMYK, L, RGBA, 16-bit, palette)."""
+    with Image.open(path) as im:
+        if min_size and im.format == "JPEG":
+            # Decode at a reduced scale straight from the DCT when the photo is much bigger.
+            im.draft("RGB", (min_size[0] * 2, min_size[1] * 2))
+        im = ImageOps.exif_transpose(im)
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(im, dtype=np.float64)
+            peak = 65535.0 if arr.max() > 255 else 255.0
+            im = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+        if im.mode == "P" and "transparency" in im.info:
+            im = im.convert("RGBA")
+        if im.mode in ("RGBA", "LA", "PA", "RGBa"):
+            im = im.convert("RGBA")
+            canvas = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            im = Image.alpha_composite(canvas, im)
+        return im.convert("RGB")
+
+
+def process_image(path: Path, cfg: DataConfig, buckets: list[tuple[int, int]]) -> tuple[Image.Image, dict]:
+    """Orient, crop around the person and resize into a bucket. Returns the image and crop facts."""
+    with Image.open(path) as probe:
+        w, h = probe.size
+        if int(probe.getexif().get(0x0112, 1) or 1) in (5, 6, 7, 8):
+            w, h = h, w
+    bucket = choose_bucket(w, h, buckets)
+    image = load_rgb(path, bucket)
+    bucket = choose_bucket(image.width, image.height, buckets)
+    person = detect_person(image) if cfg.person_detector == "auto" else None
+    box = crop_box(image.width, image.height, bucket[0] / bucket[1], person)
+    out = image.resize(bucket, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+    return out, {"bucket": list(bucket), "crop": list(box), "person": list(person) if person else None,
+                 "source_size": [image.width, image.height]}
+
+
+# ---------------------------------------------------------------- splits
+
+
+def assign_splits(rows: list[dict], val_fraction: float) -> dict[str, str]:
+    """file -> 'train' | 'val', stratified by (landmark, shot), stable as photos are added."""
+    seen: dict[tuple[str, str], int] = {}
+    out = {}
+    for row in sorted(rows, key=lambda r: (r["seq"], r["sha256"])):
+        key = (row["landmark"], row["shot"])
+        i = seen[key] = seen.get(key, 0) + 1
+        steps_up = math.floor(i * val_fraction + 0.5) > math.floor((i - 1) * val_fraction + 0.5)
+        out[row["file"]] = "val" if steps_up else "train"
+    return out
+
+
+# ---------------------------------------------------------------- the stage
+
+
+@dataclass
+class PreprocessSummary:
+    counts: dict[str, int] = field(default_factory=dict)
+    cache_hits: int = 0
+    cache_misses: int = 0
+    buckets: dict[str, int] = field(default_factory=dict)
+    person_found: int = 0
+    out_dir: Path = Path("data/processed")
+
+    def describe(self) -> str:
+        return (
+            f"preprocess: {self.counts.get('train', 0)} train, {self.counts.get('val', 0)} val -> {self.out_dir}/ "
+            f"(cache: {self.cache_hits} reused, {self.cache_misses} processed; "
+            f"person detected in {self.person_found}; buckets {self.buckets})"
+        )
+
+
+def cache_key(sha256: str, cfg: DataConfig) -> str:
+    knobs = {
+        "v": PIPELINE_VERSION,
+        "res": cfg.resolution,
+        "mult": cfg.bucket_multiple,
+        "aspect": [cfg.min_bucket_aspect, cfg.max_bucket_aspect],
+        "det": cfg.person_detector,
+        "fmt": cfg.image_format,
+    }
+    return hashlib.sha256(f"{sha256}:{json.dumps(knobs, sort_keys=True)}".encode()).hexdigest()
+
+
+def _check_validated(reports: Path) -> None:
+    report = reports / "validation.json"
+    if report.exists() and not json.loads(report.read_text(encoding="utf-8")).get("success", False):
+        raise ValueError(f"{report} says the dataset contract is broken; fix the data and run `landmark-lora validate`")
+
+
+def preprocess(params: Params, catalogue: dict[str, Landmark]) -> PreprocessSummary:
+    cfg, paths = params.data, params.paths
+    raw, out_dir = Path(paths.raw), Path(paths.processed)
+    cache = Path(paths.cache) / "preprocess"
+    cache.mkdir(parents=True, exist_ok=True)
+    _check_validated(Path(paths.reports))
+    rows = rawtable.read_rows(raw)
+    if not rows:
+        raise ValueError(f"{rawtable.table_path(raw)}: no photos; add some to {paths.incoming}/ and run `landmark-lora ingest`")
+    unknown = sorted({r["landmark"] for r in rows} - set(catalogue))
+    if unknown:
+        raise ValueError(f"{rawtable.table_path(raw)}: landmark(s) {unknown} are not in the catalogue")
+
+    buckets = bucket_sizes(cfg)
+    splits = assign_splits(rows, cfg.val_fraction)
+    summary = PreprocessSummary(out_dir=out_dir)
+    for split in ("train", "val"):
+        shutil.rmtree(out_dir / split, ignore_errors=True)  # a DVC output: rebuilt whole, from the cache
+    records: dict[str, list[dict]] = {"train": [], "val": []}
+
+    for row in rows:
+        key = cache_key(row["sha256"], cfg)
+        cached_img, cached_meta = cache / f"{key}.{cfg.image_format}", cache / f"{key}.json"
+        if cached_img.exists() and cached_meta.exists():
+            facts = json.loads(cached_meta.read_text(encoding="utf-8"))
+            summary.cache_hits += 1
+        else:
+            image, facts = process_image(raw / row["file"], cfg, buckets)
+            tmp = cached_img.with_name(f".tmp-{os.getpid()}-{cached_img.name}")
+            image.save(tmp, format="PNG" if cfg.image_format == "png" else "JPEG", quality=95)
+            os.replace(tmp, cached_img)  # image first, then facts: facts present => image complete
+            cached_meta.write_text(json.dumps(facts), encoding="utf-8")
+            summary.cache_misses += 1
+
+        split = splits[row["file"]]
+        name = f"{row['landmark']}/{row['sha256'][:16]}.{cfg.image_format}"
+        dest = out_dir / split / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cached_img, dest)
+        caption = render_caption(
+            params.caption, catalogue[row["landmark"]], row["shot"], row["angle"], row["pose"], row["caption"]
+        )
+        dest.with_suffix(".txt").write_text(caption + "\n", encoding="utf-8")
+        width, height = facts["bucket"]
+        records[split].append(
+            {
+                "file_name": name,
+                "text": caption,
+                "landmark": row["landmark"],
+                "shot": row["shot"],
+                "angle": row["angle"],
+                "pose": row["pose"],
+                "width": width,
+                "height": height,
+                "sha256": row["sha256"],
+                "raw_file": row["file"],
+                "person_box": facts["person"] is not None,
+            }
+        )
+        summary.buckets[f"{width}x{height}"] = summary.buckets.get(f"{width}x{height}", 0) + 1
+        summary.person_found += facts["person"] is not None
+
+    for split, recs in records.items():
+        (out_dir / split).mkdir(parents=True, exist_ok=True)
+        with (out_dir / split / "metadata.jsonl").open("w", encoding="utf-8") as fh:
+            for rec in recs:
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        summary.counts[split] = len(recs)
+    _write_report(Path(paths.reports) / "preprocess.json", records, summary)
+    return summary
+
+
+def _write_report(path: Path, records: dict[str, list[dict]], summary: PreprocessSummary) -> None:
+    per_split: dict[str, dict[str, dict[str, int]]] = {}
+    for split, recs in records.items():
+        table: dict[str, dict[str, int]] = {}
+        for rec in recs:
+            table.setdefault(rec["landmark"], {}).setdefault(rec["shot"], 0)
+            table[rec["landmark"]][rec["shot"]] += 1
+        per_split[split] = table
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "train": summary.counts.get("train", 0),
+        "val": summary.counts.get("val", 0),
+        "person_detected": summary.person_found,
+        "buckets": dict(sorted(summary.buckets.items())),
+        "per_split": per_split,
+    }
+    path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
