@@ -256,9 +256,8 @@ def read_manifest(incoming: Path, known_sources: set[str]) -> _Manifest:
                 "caption": " ".join((row.get("caption") or "").split()),
             }
         except ValueError as err:
-            reason = f"invalid label: {where}: {err}; fix {MANIFEST} and drop the photo in again"
-            out.row_rejections.append((where, reason))
-            out.bad_labels[norm] = reason
+            # Reported once, on the photo it labels (which is quarantined with this reason).
+            out.bad_labels[norm] = f"invalid label: {where}: {err}; fix {MANIFEST} and drop the photo in again"
             continue
         out.labels[norm] = labels
     return out
@@ -503,7 +502,7 @@ def ingest(params: Params, catalogue: dict[str, Landmark], progress: bool | None
     commit()
 
     report.manifest_archived_as = _archive_manifest(incoming, raw.parent / "manifests", now)
-    _remove_empty_dirs(incoming)
+    _remove_empty_dirs(incoming, catalogue)
     return report
 
 
@@ -520,10 +519,11 @@ def _archive_manifest(incoming: Path, archive: Path, now: str) -> str | None:
     return dest.as_posix()
 
 
-def _remove_empty_dirs(incoming: Path) -> None:
-    # Drop folders emptied by ingest go (sub-folders only); landmark folders stay for the next drop.
+def _remove_empty_dirs(incoming: Path, catalogue: dict[str, Landmark]) -> None:
+    # Folders emptied by ingest go; landmark folders stay for the next drop.
     for folder in sorted((p for p in incoming.rglob("*") if p.is_dir() and not p.is_symlink()), reverse=True):
-        if len(folder.relative_to(incoming).parts) > 1 and not any(folder.iterdir()):
+        rel = folder.relative_to(incoming).parts
+        if (len(rel) > 1 or _slug_of(rel[0]) not in catalogue) and not any(folder.iterdir()):
             folder.rmdir()
 
 

@@ -97,22 +97,27 @@ def detect_person(image: Image.Image) -> Box | None:
     """
     d = _cv2_detectors()
     cv2 = d["cv2"]
-    scale = min(1.0, 480 / max(image.size))
-    small = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
-    gray = cv2.cvtColor(np.asarray(small), cv2.COLOR_RGB2GRAY)
-    gray = cv2.equalizeHist(gray)
-    h, w = gray.shape
     boxes: list[tuple[float, float, float, float]] = []
-    min_face = max(12, min(w, h) // 12)
-    for x, y, fw, fh in d["face"].detectMultiScale(gray, 1.1, 5, minSize=(min_face, min_face)):
-        boxes.append((x - 0.6 * fw, y - 0.4 * fh, x + 1.6 * fw, y + 2.6 * fh))
+    # Most specific detector first: faces, then upper bodies, then whole people (HOG),
+    # since the looser detectors fire on background clutter more often. Haar cascades
+    # are scale-sensitive, so faces get two tries at different working sizes.
+    for max_side in (640, 448):
+        scale = min(1.0, max_side / max(image.size))
+        small = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+        gray = cv2.cvtColor(np.asarray(small), cv2.COLOR_RGB2GRAY)
+        h, w = gray.shape
+        min_face = max(12, min(w, h) // 20)
+        for x, y, fw, fh in d["face"].detectMultiScale(gray, 1.05, 4, minSize=(min_face, min_face)):
+            boxes.append((x - 0.6 * fw, y - 0.4 * fh, x + 1.6 * fw, y + 2.6 * fh))
+        if boxes:
+            break
     if not boxes:
         for x, y, bw, bh in d["upper"].detectMultiScale(gray, 1.1, 4, minSize=(max(24, w // 6), max(24, h // 6))):
             boxes.append((x, y, x + bw, y + bh))
-    if w >= 64 and h >= 128:
+    if not boxes and w >= 64 and h >= 128:
         rects, weights = d["hog"].detectMultiScale(gray, winStride=(8, 8), padding=(8, 8), scale=1.05)
         for (x, y, bw, bh), wt in zip(rects, np.ravel(weights) if len(rects) else []):
-            if wt > 0.5:
+            if wt > 0.8:
                 boxes.append((x, y, x + bw, y + bh))
     if not boxes:
         return None
