@@ -61,6 +61,13 @@ def cmd_ingest(params: Params, args: argparse.Namespace) -> int:
     return 0
 
 
+def venv_env() -> dict[str, str]:
+    """Environment in which dvc.yaml's `landmark-lora ...` commands resolve to this install."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
 def _dvc_add_raw(raw: Path) -> None:
     """Version the raw photo set: `dvc add` writes data/raw.dvc (commit it) and caches the files."""
     if not Path(".dvc").is_dir():
@@ -100,7 +107,7 @@ def cmd_run(params: Params, args: argparse.Namespace) -> int:
         cmd_sample_data(params, argparse.Namespace(out=None))
     cmd_ingest(params, argparse.Namespace(no_progress=False, no_dvc_add=False))
     print("run: dvc repro")
-    proc = subprocess.run([sys.executable, "-m", "dvc", "repro"])
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro"], env=venv_env())
     if proc.returncode:
         print("run: `dvc repro` failed; the stage output above says why", file=sys.stderr)
         return proc.returncode
