@@ -129,6 +129,15 @@ def _sniff(head: bytes) -> str | None:
     return None
 
 
+def exif_orientation(im: Image.Image) -> int:
+    """EXIF orientation 1-8; missing, garbage or out-of-range values mean upright (as viewers treat them)."""
+    try:
+        value = int(im.getexif().get(0x0112, 1) or 1)
+    except (TypeError, ValueError, OverflowError):
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
 def inspect_photo(path: Path, cfg: IngestConfig) -> _Photo | str:
     """Return photo facts, or a rejection reason ('category: details; how to fix')."""
     size = path.stat().st_size
@@ -158,7 +167,7 @@ def inspect_photo(path: Path, cfg: IngestConfig) -> _Photo | str:
                     if width * height > limit:
                         raise Image.DecompressionBombError(f"{width}x{height}")
                     mode, real_fmt = im.mode, (im.format or fmt)
-                    orientation = int(im.getexif().get(0x0112, 1) or 1)
+                    orientation = exif_orientation(im)
                     if min(width, height) >= cfg.min_side:
                         # Decode fully: catches truncated and corrupt data the header hides.
                         if real_fmt == "JPEG" and width * height > 16_000_000:
@@ -199,7 +208,9 @@ class _Manifest:
     row_rejections: list[tuple[str, str]]  # ("metadata.csv row N", reason)
 
 
-def read_manifest(incoming: Path, known_sources: set[str]) -> _Manifest:
+def read_manifest(incoming: Path, known_sources: set[str], present: set[str] | None = None) -> _Manifest:
+    """``present``: NFC incoming-relative paths of the files found (rows are matched in NFC, whatever
+    normalisation the file system used); None = look on disk."""
     path = incoming / MANIFEST
     out = _Manifest({}, {}, [])
     if not path.is_file() or path.is_symlink():
@@ -241,7 +252,11 @@ def read_manifest(incoming: Path, known_sources: set[str]) -> _Manifest:
         if norm in out.labels or norm in out.bad_labels:
             out.row_rejections.append((where, f"metadata duplicate row: '{raw_name}' is labelled twice"))
             continue
-        if not (incoming / norm).exists() and not (incoming / norm).is_symlink():
+        if present is not None:
+            found = norm in present
+        else:
+            found = (incoming / norm).exists() or (incoming / norm).is_symlink()
+        if not found:
             if norm in known_sources:  # consumed by an earlier (possibly interrupted) run
                 continue
             out.row_rejections.append(
@@ -280,6 +295,8 @@ def _fsync_dir(path: Path) -> None:
 def _dest_for(dest: Path, src: Path, sha: str | None, taken: set[Path]) -> tuple[Path, bool]:
     """Pick the destination name. Returns (path, already_there) — already_there when an
     interrupted run left an identical copy at that name."""
+    if dest.name.startswith(PARTIAL_PREFIX):  # that prefix marks our temp copies, which every run deletes
+        dest = dest.with_name(f"_{dest.name}")
     candidates = [dest] + [dest.with_name(f"{dest.stem}-{sha[:8] if sha else i}{dest.suffix}") for i in range(1, 3)]
     candidates += [dest.with_name(f"{dest.stem}-{i}{dest.suffix}") for i in range(2, 10_000)]
     for cand in candidates:
@@ -294,6 +311,19 @@ def _dest_for(dest: Path, src: Path, sha: str | None, taken: set[Path]) -> tuple
         if sha and cand.is_file() and not cand.is_symlink() and sha256_file(cand) == sha:
             return cand, True
     raise IngestError(f"cannot find a free name for {dest}")
+
+
+def _real_folders(root: Path, rel: str) -> Path:
+    """root/rel, stepping around any folder name already taken by a file or a symlink (quarantined
+    earlier): never write through a link into someone else's folder, never fail on a file."""
+    *folders, name = rel.split("/")
+    here = root
+    for part in folders:
+        step, i = here / part, 1
+        while step.is_symlink() or (step.exists() and not step.is_dir()):
+            step, i = here / f"{part}-{i}", i + 1
+        here = step
+    return here / name
 
 
 def _copy_verified(src: Path, dest: Path, sha: str | None) -> None:
@@ -347,7 +377,8 @@ def _remove_partials(*roots: Path) -> None:
     for root in roots:
         if root.is_dir():
             for p in root.rglob(f"{PARTIAL_PREFIX}*"):
-                p.unlink(missing_ok=True)
+                if p.is_symlink() or p.is_file():  # not a user's folder that shares the prefix
+                    p.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- the run
@@ -363,7 +394,7 @@ def _scan(incoming: Path) -> list[Path]:
             for entry in it:
                 p = Path(entry.path)
                 if entry.is_symlink() or not entry.is_dir(follow_symlinks=False):
-                    if not (folder == incoming and entry.name == MANIFEST):
+                    if not (folder == incoming and entry.name == MANIFEST and not entry.is_symlink()):
                         found.append(p)
                 else:
                     stack.append(p)
@@ -390,9 +421,10 @@ def ingest(params: Params, catalogue: dict[str, Landmark], progress: bool | None
     rejections = _read_rejections(quarantine)
     by_sha = {r["sha256"]: r for r in table}
     recorded_rejects = {(r["file"], r["quarantined_as"]) for r in rejections}
+    recorded_rows = {(r["file"], r["reason"]) for r in rejections if not r["quarantined_as"]}
     known_sources = {_nfc(r["source"]) for r in table} | {_nfc(r["file"]) for r in rejections}
-    manifest = read_manifest(incoming, known_sources)
     files = _scan(incoming)
+    manifest = read_manifest(incoming, known_sources, {_nfc(p.relative_to(incoming).as_posix()) for p in files})
     next_seq = max((r["seq"] for r in table), default=0) + 1
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -416,7 +448,12 @@ def ingest(params: Params, catalogue: dict[str, Landmark], progress: bool | None
         taken.clear()
 
     def reject(src: Path, rel: str, reason: str, sha: str | None = None) -> None:
-        dest, already = _dest_for(quarantine / rel, src, sha, taken)
+        if sha is None and not src.is_symlink() and src.is_file():
+            sha = sha256_file(src)  # lets a rerun recognise the copy an interrupted run already made
+        base = _real_folders(quarantine, rel)
+        if base == quarantine / REJECTIONS:  # a dropped rejections.csv must not become the table
+            base = base.with_name(f"_{REJECTIONS}")
+        dest, already = _dest_for(base, src, sha, taken)
         if not already:
             _copy_verified(src, dest, sha)
         _crash_hook("copied")
@@ -428,7 +465,8 @@ def ingest(params: Params, catalogue: dict[str, Landmark], progress: bool | None
         report.rejected.append((rel, reason))
 
     for where, reason in manifest.row_rejections:
-        pending_rejects.append({"file": where, "reason": reason, "quarantined_as": "", "rejected_at": now})
+        if (where, reason) not in recorded_rows:  # an interrupted run may have recorded it already
+            pending_rejects.append({"file": where, "reason": reason, "quarantined_as": "", "rejected_at": now})
         report.rejected.append((where, reason))
 
     show = progress if progress is not None else len(files) >= cfg.progress_threshold

@@ -37,6 +37,7 @@ from PIL import Image, ImageOps
 from landmark_lora import rawtable
 from landmark_lora.catalogue import Landmark, render_caption
 from landmark_lora.config import DataConfig, Params
+from landmark_lora.stages.ingest import exif_orientation
 
 # Bump when the pixel pipeline changes: it invalidates every cached crop.
 PIPELINE_VERSION = "1"
@@ -176,7 +177,7 @@ def process_image(path: Path, cfg: DataConfig, buckets: list[tuple[int, int]]) -
     """Orient, crop around the person and resize into a bucket. Returns the image and crop facts."""
     with Image.open(path) as probe:
         w, h = probe.size
-        if int(probe.getexif().get(0x0112, 1) or 1) in (5, 6, 7, 8):
+        if exif_orientation(probe) in (5, 6, 7, 8):
             w, h = h, w
     bucket = choose_bucket(w, h, buckets)
     image = load_rgb(path, bucket)

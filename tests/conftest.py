@@ -1,0 +1,111 @@
+"""Small shared test helpers: params rooted in a temp folder, and synthetic photo factories.
+
+    def test_x(tmp_path, make_params, make_photo):
+        params = make_params(tmp_path, ingest={"min_side": 32})   # every paths.* under tmp_path
+        make_photo(params.paths.incoming / "gyeongbokgung" / "a.jpg", (80, 96), seed=1)
+
+Nothing here is autouse and nothing changes the working directory.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from landmark_lora.config import Params, parse_params
+
+# paths.<key> -> location under the test root (mirrors the repository layout)
+PATH_LAYOUT = {
+    "incoming": "data/incoming",
+    "raw": "data/raw",
+    "quarantine": "data/quarantine",
+    "processed": "data/processed",
+    "reports": "reports",
+    "cache": ".cache",
+}
+
+
+def build_params(root: str | Path, **overrides: Any) -> Params:
+    """A validated Params with every ``paths.*`` under ``root``.
+
+    ``overrides`` are sections merged over that: ``build_params(tmp, ingest={"min_side": 8})``.
+    """
+    raw: dict[str, Any] = {"paths": {k: str(Path(root) / v) for k, v in PATH_LAYOUT.items()}}
+    for section, values in overrides.items():
+        if isinstance(values, dict) and isinstance(raw.get(section), dict):
+            raw[section] = {**raw[section], **values}
+        else:
+            raw[section] = values
+    return parse_params(raw, source="test params")
+
+
+@pytest.fixture
+def make_params():
+    """``make_params(tmp_path, **section_overrides) -> Params`` (see build_params)."""
+    return build_params
+
+
+def photo_array(size: tuple[int, int] = (80, 96), seed: int = 0, noise: int = 60) -> np.ndarray:
+    """An RGB uint8 array (height, width, 3): a smooth gradient plus seeded noise, unique per seed."""
+    width, height = size
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack(
+        [x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1), (x + y + seed * 37) % 256], axis=-1
+    ).astype(np.int16)
+    if noise:
+        base = base + rng.integers(-noise, noise + 1, base.shape, dtype=np.int16)
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+def photo_image(size: tuple[int, int] = (80, 96), seed: int = 0, mode: str = "RGB") -> Image.Image:
+    """A PIL image of ``size`` (width, height) in ``mode`` (RGB, L, RGBA, CMYK, P, I;16, ...)."""
+    arr = photo_array(size, seed)
+    if mode == "I;16":
+        return Image.fromarray(arr[..., 0].astype(np.uint16) * 257)
+    im = Image.fromarray(arr)
+    if mode == "RGBA":
+        im.putalpha(Image.fromarray(arr[..., 1]))
+        return im
+    return im.convert(mode) if mode != "RGB" else im
+
+
+def photo_bytes(
+    size: tuple[int, int] = (80, 96), seed: int = 0, format: str = "JPEG", mode: str = "RGB", **save: Any
+) -> bytes:
+    """Encoded photo bytes (JPEG by default; any format Pillow can write)."""
+    buf = io.BytesIO()
+    photo_image(size, seed, mode).save(buf, format=format, **save)
+    return buf.getvalue()
+
+
+def write_photo(
+    path: str | Path,
+    size: tuple[int, int] = (80, 96),
+    seed: int = 0,
+    format: str = "JPEG",
+    mode: str = "RGB",
+    **save: Any,
+) -> Path:
+    """Write a synthetic photo to ``path`` (parents created) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(photo_bytes(size, seed, format, mode, **save))
+    return path
+
+
+@pytest.fixture
+def make_photo():
+    """``make_photo(path, size=(80, 96), seed=0, format="JPEG", mode="RGB", **save) -> Path``."""
+    return write_photo
+
+
+@pytest.fixture
+def make_photo_bytes():
+    """``make_photo_bytes(size=(80, 96), seed=0, format="JPEG", mode="RGB", **save) -> bytes``."""
+    return photo_bytes
