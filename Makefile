@@ -31,6 +31,9 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q
 
+bench: install
+	$(BIN)/python -m landmark_lora.bench
+
 clean-data:
 	@echo "data/raw and data/quarantine hold user photos and are never removed by make."
 	rm -rf data/processed reports .cache/preprocess

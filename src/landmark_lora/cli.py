@@ -5,6 +5,11 @@
     landmark-lora ingest              # data/incoming -> data/raw | data/quarantine
     landmark-lora validate            # DVC stage: GX dataset contract -> reports/validation.json
     landmark-lora preprocess          # DVC stage: buckets, crops, captions, split -> data/processed/
+    landmark-lora cache-latents       # DVC stage: VAE latents + caption embeddings -> data/latents/
+    landmark-lora train               # DVC stage: LoRA training (accelerate) -> models/adapter/, MLflow run
+    landmark-lora evaluate            # DVC stage: base vs adapter metrics and grids -> reports/eval.json
+    landmark-lora promote [--rollback]  # registry: challenger -> champion only when it is better
+    landmark-lora generate --model champion --prompt "..." --out snap.png
 
 Every command takes ``--params PATH`` (default ./params.yaml) and ``--set key=value``
 overrides (e.g. ``--set data.resolution=128``).
@@ -97,6 +102,59 @@ def cmd_preprocess(params: Params, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache_latents(params: Params, args: argparse.Namespace) -> int:
+    from landmark_lora.stages.cache_latents import cache_latents
+
+    index = cache_latents(params)
+    print(f"cache-latents: encoded {index['images']} images and their captions with base "
+          f"'{index['base_model']}' in {index['seconds']} s -> data/latents/")
+    return 0
+
+
+def cmd_train(params: Params, args: argparse.Namespace) -> int:
+    from landmark_lora.stages.train import launch
+
+    argv = ["--params", args.params] + [x for pair in args.overrides for x in ("--set", pair)]
+    return launch(params, argv)
+
+
+def cmd_evaluate(params: Params, args: argparse.Namespace) -> int:
+    from landmark_lora.stages.evaluate import evaluate
+
+    m = evaluate(params)
+    print(f"evaluate: eval_loss {m['eval_loss']:.4f} (base {m['base']['eval_loss']:.4f}), background_consistency "
+          f"{m['background_consistency']:.3f} (base {m['base']['background_consistency']:.3f}), shot_agreement "
+          f"{m['shot_agreement']:.2f} (base {m['base']['shot_agreement']:.2f}), clip_score: "
+          f"{m['clip_score'] if m['clip_score'] is not None else m['clip_score_status']} -> {params.paths.reports}/eval.json")
+    return 0
+
+
+def cmd_promote(params: Params, args: argparse.Namespace) -> int:
+    from landmark_lora.stages.promote import promote, rollback
+
+    if args.rollback:
+        report = rollback(params, args.reason or "manual rollback")
+        print(f"promote: rolled back: champion is now version {report['champion']} (was {report['from_version']})")
+        return 0
+    report = promote(params)
+    print(f"promote: {report['decision']} version {report['challenger']['version']}: {report['reason']}\n"
+          f"  champion: version {report['champion']} of '{report['registered_model']}' "
+          f"({params.paths.reports}/promotion.json)")
+    return 0
+
+
+def cmd_generate(params: Params, args: argparse.Namespace) -> int:
+    from landmark_lora.serving import load_registered
+    from landmark_lora.tracking import configure
+
+    configure(params.mlflow)
+    model = load_registered(params.promotion.registered_model, args.model)
+    image = model.generate(args.prompt, args.seed)
+    image.save(args.out)
+    print(f"generate: {args.out} ({image.width}x{image.height}) from models:/{params.promotion.registered_model}@{args.model}")
+    return 0
+
+
 def cmd_run(params: Params, args: argparse.Namespace) -> int:
     """The main job on the embedded default: sample data when there is none, ingest, dvc repro."""
     from landmark_lora import rawtable
@@ -111,11 +169,16 @@ def cmd_run(params: Params, args: argparse.Namespace) -> int:
     if proc.returncode:
         print("run: `dvc repro` failed; the stage output above says why", file=sys.stderr)
         return proc.returncode
+    cmd_promote(params, argparse.Namespace(rollback=False, reason=None))
     reports = params.paths.reports
     print(
         "run: done.\n"
         f"  validation report : {reports}/validation.json (Data Docs: {reports}/validation/index.html)\n"
         f"  training data     : {params.paths.processed}/{{train,val}}/\n"
+        f"  adapter           : {params.model.dir}/adapter/ (reports/train.json)\n"
+        f"  evaluation        : {reports}/eval.json, {reports}/eval.html, {reports}/samples/\n"
+        f"  promotion         : {reports}/promotion.json\n"
+        f"  MLflow UI         : mlflow ui --backend-store-uri {params.mlflow.tracking_uri}\n"
         f"  rejected photos   : {params.paths.quarantine}/rejections.csv"
     )
     return 0
@@ -140,6 +203,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("preprocess", help="DVC stage: crop, bucket, caption and split")
     p.set_defaults(func=cmd_preprocess)
+    p = sub.add_parser("cache-latents", help="DVC stage: encode images (VAE) and captions (CLIP) once")
+    p.set_defaults(func=cmd_cache_latents)
+    p = sub.add_parser("train", help="DVC stage: LoRA training with accelerate, logged to MLflow")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("evaluate", help="DVC stage: base vs adapter metrics, sample grids, MLflow")
+    p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("promote", help="register the adapter as challenger; move champion if it is better")
+    p.add_argument("--rollback", action="store_true", help="move champion back to the previous champion")
+    p.add_argument("--reason", help="why (recorded with --rollback)")
+    p.set_defaults(func=cmd_promote)
+    p = sub.add_parser("generate", help="make an image with a registered adapter, offline")
+    p.add_argument("--model", default="champion", help="alias (champion, challenger) or version number")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="generated.png")
+    p.set_defaults(func=cmd_generate)
     return parser
 
 

@@ -111,6 +111,92 @@ class CaptionConfig(_Section):
     }
 
 
+class ModelConfig(_Section):
+    # "tiny" = embedded base built locally from config (models/base-tiny); otherwise a local
+    # diffusers folder or a Hugging Face id already in the local cache (never downloaded).
+    base: str = Field("tiny", min_length=1)
+    dir: Path = Path("models")
+    revision: str | None = None
+
+
+class LoraConfig(_Section):
+    rank: int = Field(4, ge=1, le=1024)
+    alpha: float = Field(4.0, gt=0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    targets: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
+    text_encoder: bool = False
+    text_encoder_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+    @model_validator(mode="after")
+    def _targets_given(self) -> "LoraConfig":
+        if not self.targets:
+            raise ValueError("targets must name at least one UNet module (e.g. to_q)")
+        return self
+
+
+class TrainConfig(_Section):
+    max_steps: int = Field(30, ge=1)
+    learning_rate: float = Field(1e-3, gt=0, le=10)
+    batch_size: int = Field(4, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    num_processes: int = Field(1, ge=1, le=1024)
+    resume: str = Field("auto", description="auto | never | <checkpoint folder>")
+    seed: int = 42
+    warmup_steps: int = Field(3, ge=0)
+    weight_decay: float = Field(1e-2, ge=0)
+    adam_beta1: float = Field(0.9, gt=0, lt=1)
+    adam_beta2: float = Field(0.999, gt=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    gradient_checkpointing: bool = False
+    min_snr_gamma: float | None = Field(5.0, gt=0)
+    noise_offset: float = Field(0.05, ge=0, le=1)
+    caption_dropout: float = Field(0.05, ge=0, le=1)
+    eval_every: int = Field(10, ge=1)
+    eval_timesteps: tuple[int, ...] = (100, 300, 500, 700, 900)
+    eval_seed: int = 1234
+    checkpoint_every: int = Field(10, ge=1)
+    checkpoints_keep: int = Field(2, ge=1)
+    cached_latents: bool = True
+    num_workers: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _timesteps(self) -> "TrainConfig":
+        if not self.eval_timesteps or any(t < 0 or t > 999 for t in self.eval_timesteps):
+            raise ValueError("eval_timesteps must be a non-empty list of ints in 0..999")
+        if self.resume not in ("auto", "never") and not self.resume.strip():
+            raise ValueError("resume must be auto, never or a checkpoint folder")
+        return self
+
+
+class EvalConfig(_Section):
+    max_prompts: int = Field(10, ge=1, le=1000)
+    seed: int = 2024
+    num_inference_steps: int = Field(8, ge=1, le=200)
+    guidance_scale: float = Field(5.0, ge=1.0, le=30.0)
+    # Local CLIP checkpoint (folder) for clip_score; null = skipped. Never downloaded.
+    clip_model: Path | None = None
+
+
+class PromotionConfig(_Section):
+    registered_model: str = Field("landmark-lora", min_length=1)
+    # Relative drop of eval_loss the challenger needs over the champion (0.01 = 1 % lower).
+    min_improvement: float = Field(0.01, ge=0.0, lt=1.0)
+    # Largest allowed absolute drop of each guard metric (higher is better for both).
+    guard_tolerance: dict[str, float] = {"background_consistency": 0.05, "shot_agreement": 0.10}
+    # Absolute sanity gates for any adapter, champion or first.
+    max_eval_loss: float = Field(10.0, gt=0)
+    min_output_change: float = Field(1e-3, ge=0.0, description="mean |adapter - base| pixel change, 0..1")
+
+
+class MlflowConfig(_Section):
+    # MLFLOW_TRACKING_URI in the environment overrides tracking_uri.
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    artifact_location: str = "mlruns/artifacts"
+    experiment: str = Field("landmark-lora", min_length=1)
+    system_metrics: bool = True
+
+
 class Params(_Section):
     catalogue: Path | None = None
     paths: PathsConfig = PathsConfig()
@@ -119,6 +205,12 @@ class Params(_Section):
     validation: ValidationConfig = ValidationConfig()
     data: DataConfig = DataConfig()
     caption: CaptionConfig = CaptionConfig()
+    model: ModelConfig = ModelConfig()
+    lora: LoraConfig = LoraConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    promotion: PromotionConfig = PromotionConfig()
+    mlflow: MlflowConfig = MlflowConfig()
 
 
 def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

@@ -1,0 +1,240 @@
+"""Training throughput benchmark (never a timed test).
+
+    make bench                                 # = python -m landmark_lora.bench
+    python -m landmark_lora.bench --steps 30   # longer runs, steadier numbers
+    python -m landmark_lora.bench --gpu        # + SD 1.5-size UNet at 512 px, bf16 (needs CUDA)
+
+CPU part: builds a throwaway workspace (sample data -> ingest -> preprocess -> cache latents),
+then trains the tiny config twice, each in its own process so peak memory is its own:
+once from cached latents and caption embeddings, once encoding with the VAE and text encoder
+on every step. Writes ``reports/bench.json`` (key ``cached_over_uncached``: the throughput
+ratio) and the table in ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} x {cpu}, {mem:.0f} GiB RAM, torch {torch.__version__}"
+
+
+def _bench_params(steps: int) -> dict:
+    return {
+        "sample_data": {"poses_per_view": 1},
+        "ingest": {"dvc_add": False},
+        "train": {"max_steps": steps, "batch_size": 4, "eval_every": 10_000, "checkpoint_every": 10_000,
+                  "warmup_steps": 1},
+        "mlflow": {"system_metrics": False},
+    }
+
+
+def prepare_workspace(root: Path, steps: int) -> None:
+    """Sample data through cached latents, in ``root`` (the current directory must be root)."""
+    from landmark_lora.catalogue import load_catalogue
+    from landmark_lora.config import parse_params
+    from landmark_lora.stages.cache_latents import cache_latents
+    from landmark_lora.stages.ingest import ingest
+    from landmark_lora.stages.preprocess import preprocess
+    from landmark_lora.stages.sample_data import render_sample_set
+
+    params = parse_params(_bench_params(steps))
+    cat = load_catalogue()
+    render_sample_set(params.paths.incoming, cat, params.sample_data)
+    ingest(params, cat, progress=False)
+    preprocess(params, cat)
+    cache_latents(params)
+
+
+def run_mode(cached: bool, steps: int) -> dict:
+    """One training run in this process; returns throughput and peak RSS."""
+    from landmark_lora.config import parse_params
+    from landmark_lora.stages.train import run_training
+
+    raw = _bench_params(steps)
+    raw["train"]["cached_latents"] = cached
+    result = run_training(parse_params(raw), export=False, log_mlflow=False)
+    return {
+        "images_per_sec": round(result.images_per_sec, 3),
+        "seconds_per_step": round(result.seconds_per_step, 4),
+        "steps": result.steps,
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def cpu_benchmark(steps: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="landmark-bench-") as tmp:
+        os.chdir(tmp)
+        prepare_workspace(Path(tmp), steps)
+        results = {}
+        for mode in ("cached", "uncached"):
+            out = subprocess.run([sys.executable, "-m", "landmark_lora.bench", "--inner", mode, "--steps", str(steps)],
+                                 capture_output=True, text=True, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+            results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        os.chdir(REPO)
+    return results
+
+
+# ---------------------------------------------------------------- GPU
+
+
+SD15_UNET = dict(
+    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+    block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8,
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+)
+BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0}
+
+
+def gpu_benchmark(batches=(8, 16), steps: int = 20, compile_: bool = True) -> list[dict]:
+    """SD 1.5-architecture UNet (random weights: speed does not depend on them), 512 px
+    (64x64 latents), bf16, LoRA rank 4 on attention, AdamW fused. MFU from counted FLOPs."""
+    from diffusers import UNet2DConditionModel
+    from peft import LoraConfig
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    name = torch.cuda.get_device_name()
+    peak = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
+    rows = []
+    for batch in batches:
+        unet = UNet2DConditionModel(**SD15_UNET).to("cuda", torch.bfloat16).to(memory_format=torch.channels_last)
+        unet.requires_grad_(False)
+        unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+        params = [p for p in unet.parameters() if p.requires_grad]
+        for p in params:
+            p.data = p.data.float()
+        opt = torch.optim.AdamW(params, lr=1e-4, fused=True)
+        model = torch.compile(unet) if compile_ else unet
+        x = torch.randn(batch, 4, 64, 64, device="cuda", dtype=torch.bfloat16).to(memory_format=torch.channels_last)
+        text = torch.randn(batch, 77, 768, device="cuda", dtype=torch.bfloat16)
+        t = torch.randint(0, 1000, (batch,), device="cuda")
+
+        def step():
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = model(x, t, text).sample.float().pow(2).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        for _ in range(3):
+            step()
+        with FlopCounterMode(display=False) as counter:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = unet(x, t, text).sample.float().pow(2).mean()
+            loss.backward()
+        opt.zero_grad(set_to_none=True)
+        flops = counter.get_total_flops()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+        per_step = (time.perf_counter() - start) / steps
+        achieved = flops / per_step / 1e12
+        rows.append({
+            "gpu": name, "batch": batch, "images_per_sec": round(batch / per_step, 2),
+            "seconds_per_step": round(per_step, 4), "peak_vram_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+            "tflops": round(achieved, 1), "mfu": round(achieved / peak, 3) if peak else None,
+            "compile": compile_, "channels_last": True, "fused_adamw": True, "tf32": True,
+        })
+        del unet, model, opt
+        torch.cuda.empty_cache()
+    return rows
+
+
+# ---------------------------------------------------------------- report
+
+
+def write_report(cpu: dict, gpu: list[dict] | None, command: str) -> dict:
+    ratio = cpu["cached"]["images_per_sec"] / max(cpu["uncached"]["images_per_sec"], 1e-9)
+    report = {"machine": machine(), "command": command, "date": time.strftime("%Y-%m-%d"),
+              "cpu": cpu, "cached_over_uncached": round(ratio, 2), "target_cached_over_uncached": 1.5}
+    if gpu:
+        report["gpu"] = gpu
+    (REPO / "reports").mkdir(exist_ok=True)
+    (REPO / "reports/bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    _write_markdown(report)
+    return report
+
+
+def _write_markdown(report: dict) -> None:
+    doc = REPO / "docs/benchmarks.md"
+    start, end = "<!-- bench:cpu:start -->", "<!-- bench:cpu:end -->"
+    rows = [
+        f"Machine: {report['machine']}  ",
+        f"Command: `{report['command']}` ({report['date']})",
+        "",
+        "| mode | images/s | s/step | peak RSS (MiB) |",
+        "|---|---|---|---|",
+    ]
+    for mode in ("cached", "uncached"):
+        r = report["cpu"][mode]
+        rows.append(f"| {mode} | {r['images_per_sec']} | {r['seconds_per_step']} | {r['peak_rss_mib']} |")
+    rows += ["", f"**cached_over_uncached = {report['cached_over_uncached']}** (target >= 1.5)"]
+    if report.get("gpu"):
+        rows += ["", "| GPU | batch | images/s | s/step | peak VRAM (GiB) | TFLOPS | MFU |", "|---|---|---|---|---|---|---|"]
+        rows += [f"| {g['gpu']} | {g['batch']} | {g['images_per_sec']} | {g['seconds_per_step']} | "
+                 f"{g['peak_vram_gib']} | {g['tflops']} | {g['mfu']} |" for g in report["gpu"]]
+    block = start + "\n" + "\n".join(rows) + "\n" + end
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n\n" + start + "\n" + end + "\n"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text += "\n" + block + "\n"
+    doc.parent.mkdir(exist_ok=True)
+    doc.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m landmark_lora.bench")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--gpu", action="store_true", help="also benchmark the SD 1.5-size UNet (CUDA)")
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--inner", choices=("cached", "uncached"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.inner:
+        print(json.dumps(run_mode(args.inner == "cached", args.steps)))
+        return 0
+    command = "python -m landmark_lora.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    cpu = cpu_benchmark(args.steps)
+    gpu = None
+    if args.gpu:
+        if not torch.cuda.is_available():
+            print("bench: --gpu asked but no CUDA device is visible", file=sys.stderr)
+            return 2
+        gpu = gpu_benchmark(compile_=not args.no_compile)
+    report = write_report(cpu, gpu, command.strip())
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,583 @@
+"""Train: peft LoRA on the UNet attention with accelerate, logged to MLflow.
+
+    landmark-lora train                                  # the DVC stage `train`
+    landmark-lora --set train.num_processes=2 train      # 2 processes (gloo on CPU, NCCL on GPU)
+    ACCELERATE_USE_CPU=1 torchrun --standalone --nproc_per_node 2 -m landmark_lora.stages.train
+    accelerate launch --config_file infra/accelerate/8gpu.yaml -m landmark_lora.stages.train
+
+Reads cached latents and caption embeddings (``data/latents``), or encodes on every step with
+``train.cached_latents: false``. AdamW with warm-up and cosine decay, gradient accumulation and
+clipping, min-SNR-gamma weighting, noise offset, caption dropout, bf16 on GPU.
+
+Checkpoints go to ``.cache/train/<run-key>/checkpoint-<step>`` every ``train.checkpoint_every``
+steps: written under a temporary name, then renamed, so a crash never leaves a checkpoint that
+looks complete. ``train.resume: auto`` continues from the newest one of the same run key
+(same data, base and params) and keeps logging into the same MLflow run. Only rank 0 logs,
+evaluates and exports; every rank saves its own RNG state.
+
+Exports ``models/adapter/`` (diffusers/peft + kohya safetensors) and ``reports/train.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from landmark_lora.config import Params, load_params
+from landmark_lora.diffusion import (
+    base_fingerprint,
+    encode_images,
+    encode_prompts,
+    image_to_tensor,
+    load_components,
+    read_split,
+    resolve_base,
+    token_ids,
+)
+from landmark_lora.stages.cache_latents import LATENTS_DIR, caption_key, load_latents
+
+RUNS_DIR = Path(".cache/train")
+ADAPTER_DIR_NAME = "adapter"
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass
+class Split:
+    """One split, either from cached tensors or from image files encoded on demand."""
+
+    entries: list[dict]
+    tensors: dict[str, torch.Tensor] | None = None  # cached mode
+    image_dir: Path | None = None  # uncached mode
+    buckets: dict[tuple[int, int], list[int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for i, e in enumerate(self.entries):
+            self.buckets.setdefault((e["width"], e["height"]), []).append(i)
+
+
+class BatchPlan:
+    """Deterministic bucketed batches: micro-batch m of the whole run, for any rank.
+
+    Each batch comes from one bucket (same shape). A bucket smaller than a batch wraps around.
+    Because batch m is a pure function of (seed, m), resuming at any step replays exactly the
+    batches an uninterrupted run would have seen.
+    """
+
+    def __init__(self, split: Split, per_rank: int, world: int, seed: int):
+        self.split, self.per_rank, self.world, self.seed = split, per_rank, world, seed
+        self.global_batch = per_rank * world
+        self._epoch_cache: dict[int, list[list[int]]] = {}
+        self.batches_per_epoch = len(self._epoch(0))
+
+    def _epoch(self, epoch: int) -> list[list[int]]:
+        if epoch not in self._epoch_cache:
+            rng = random.Random(self.seed * 1_000_003 + epoch)
+            batches = []
+            for key in sorted(self.split.buckets):
+                idx = list(self.split.buckets[key])
+                rng.shuffle(idx)
+                n = max(1, math.ceil(len(idx) / self.global_batch))
+                padded = (idx * math.ceil(n * self.global_batch / len(idx)))[: n * self.global_batch]
+                batches += [padded[i * self.global_batch:(i + 1) * self.global_batch] for i in range(n)]
+            rng.shuffle(batches)
+            self._epoch_cache = {epoch: batches}  # keep one epoch in memory
+        return self._epoch_cache[epoch]
+
+    def batch(self, micro: int, rank: int) -> list[int]:
+        epoch, pos = divmod(micro, self.batches_per_epoch)
+        full = self._epoch(epoch)[pos]
+        return full[rank * self.per_rank:(rank + 1) * self.per_rank]
+
+
+class Encoder:
+    """Turns a list of sample indices into (latents, text embeddings) on a device."""
+
+    def __init__(self, split: Split, parts, device, dtype, text_lora: bool):
+        self.split, self.parts, self.device, self.dtype, self.text_lora = split, parts, device, dtype, text_lora
+
+    def latents(self, idx: list[int], sample: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.split.tensors is not None:
+            mean = torch.stack([self.split.tensors[f"{i}.mean"] for i in idx])
+            std = torch.stack([self.split.tensors[f"{i}.std"] for i in idx])
+        else:
+            from PIL import Image
+
+            pixels = []
+            for i in idx:
+                with Image.open(self.split.image_dir / self.split.entries[i]["file_name"]) as im:
+                    pixels.append(image_to_tensor(im))
+            mean, std = encode_images(self.parts, torch.stack(pixels))
+            mean, std = mean.cpu().float(), std.cpu().float()
+        if sample:
+            mean = mean + std * torch.randn(mean.shape, generator=generator)
+        return mean.to(self.device, self.dtype)
+
+    def text(self, idx: list[int], drop: list[bool]) -> torch.Tensor:
+        captions = ["" if d else self.split.entries[i]["text"] for i, d in zip(idx, drop)]
+        if self.split.tensors is not None and not self.text_lora:
+            emb = torch.stack([self.split.tensors[caption_key(c)] for c in captions])
+            return emb.to(self.device, self.dtype)
+        if self.text_lora:  # gradients must flow into the text-encoder LoRA: no cache, no no_grad
+            return self.parts.text_encoder(token_ids(self.parts, captions).to(self.device))[0].to(self.dtype)
+        return encode_prompts(self.parts, captions).to(self.device, self.dtype)
+
+
+# ---------------------------------------------------------------- loss and eval
+
+
+def diffusion_loss(unet, scheduler, latents, text, timesteps, noise, min_snr_gamma: float | None) -> torch.Tensor:
+    noisy = scheduler.add_noise(latents, noise, timesteps)
+    if scheduler.config.prediction_type == "v_prediction":
+        target = scheduler.get_velocity(latents, noise, timesteps)
+    else:
+        target = noise
+    pred = unet(noisy, timesteps, text).sample
+    per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+    if min_snr_gamma:
+        from diffusers.training_utils import compute_snr
+
+        snr = compute_snr(scheduler, timesteps)
+        weight = torch.clamp(snr, max=min_snr_gamma)
+        weight = weight / (snr + 1) if scheduler.config.prediction_type == "v_prediction" else weight / snr
+        per_sample = per_sample * weight
+    return per_sample.mean()
+
+
+@contextmanager
+def preserved_rng():
+    """Eval must not shift the training noise stream: save and restore every RNG."""
+    states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+              torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+        if states[3] is not None:
+            torch.cuda.set_rng_state_all(states[3])
+
+
+@torch.no_grad()
+def evaluate_loss(unet, scheduler, encoder: Encoder, timesteps: tuple[int, ...], seed: int,
+                  batch: int = 8) -> dict[str, float]:
+    """Held-out denoising loss at a fixed grid of timesteps with fixed noise (plain MSE).
+
+    The same weights, data and seed give the same number, so runs are comparable.
+    """
+    with preserved_rng():
+        was_training = unet.training
+        unet.eval()
+        gen = torch.Generator().manual_seed(seed)
+        sums = {t: 0.0 for t in timesteps}
+        count = 0
+        for key in sorted(encoder.split.buckets):
+            idx_all = encoder.split.buckets[key]
+            for s in range(0, len(idx_all), batch):
+                idx = idx_all[s:s + batch]
+                latents = encoder.latents(idx, sample=False)
+                text = encoder.text(idx, [False] * len(idx))
+                for t in timesteps:
+                    noise = torch.randn(latents.shape, generator=gen).to(latents.device, latents.dtype)
+                    ts = torch.full((len(idx),), t, device=latents.device, dtype=torch.long)
+                    noisy = scheduler.add_noise(latents, noise, ts)
+                    target = (scheduler.get_velocity(latents, noise, ts)
+                              if scheduler.config.prediction_type == "v_prediction" else noise)
+                    pred = unet(noisy, ts, text).sample
+                    sums[t] += F.mse_loss(pred.float(), target.float(), reduction="sum").item() / pred[0].numel()
+                count += len(idx)
+        unet.train(was_training)
+    out = {f"eval_loss_t{t:03d}": sums[t] / max(count, 1) for t in timesteps}
+    out["eval_loss"] = float(np.mean(list(out.values())))
+    return out
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def run_key(params: Params, data_fingerprint: str) -> str:
+    t = params.train.model_dump(mode="json")
+    for volatile in ("resume", "num_workers", "eval_every", "checkpoint_every", "checkpoints_keep"):
+        t.pop(volatile, None)
+    blob = json.dumps({"train": t, "lora": params.lora.model_dump(mode="json"), "base": params.model.base,
+                       "data": data_fingerprint}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoints whose state.json exists (it is written last, before the rename), oldest first."""
+    found = [p for p in run_dir.glob("checkpoint-*") if (p / "state.json").exists()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def find_resume(params: Params, run_dir: Path) -> Path | None:
+    mode = params.train.resume
+    if mode == "never":
+        return None
+    if mode == "auto":
+        done = complete_checkpoints(run_dir)
+        return done[-1] if done else None
+    path = Path(mode)
+    if not (path / "state.json").exists():
+        raise FileNotFoundError(f"train.resume: {path} is not a complete checkpoint (no state.json)")
+    return path
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    final_loss: float
+    eval: dict[str, float]
+    images_per_sec: float
+    seconds_per_step: float
+    run_id: str | None
+    adapter_dir: Path | None
+    resumed_from: int
+
+
+def _mixed_precision(cfg) -> str:
+    if cfg.mixed_precision != "auto":
+        return cfg.mixed_precision
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def run_training(params: Params, export: bool = True, log_mlflow: bool = True,
+                 max_seconds: float | None = None) -> TrainResult:
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from diffusers.optimization import get_scheduler
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+    from safetensors.torch import load_file, save_file
+
+    cfg = params.train
+    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg), cpu=not torch.cuda.is_available()
+                              or os.environ.get("ACCELERATE_USE_CPU") == "1")
+    main = accelerator.is_main_process
+    set_seed(cfg.seed, device_specific=True)
+    weight_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision, torch.float32)
+
+    base = resolve_base(params.model) if main else None
+    accelerator.wait_for_everyone()  # rank 0 builds the tiny base once; others then read it
+    base = base or resolve_base(params.model)
+    fingerprint = base_fingerprint(base)
+    text_lora = params.lora.text_encoder
+    need_text = text_lora or not cfg.cached_latents
+    parts = load_components(base, unet=True, vae=not cfg.cached_latents, text=need_text)
+    unet, scheduler = parts.unet, parts.scheduler
+    device = accelerator.device
+    for module in (parts.vae, parts.text_encoder):
+        if module is not None:
+            module.to(device, dtype=weight_dtype)
+    unet.to(device, dtype=weight_dtype)
+
+    # data
+    if cfg.cached_latents:
+        train_entries, train_t = load_latents(LATENTS_DIR, "train", fingerprint)
+        val_entries, val_t = load_latents(LATENTS_DIR, "val", fingerprint)
+        train, val = Split(train_entries, tensors=train_t), Split(val_entries, tensors=val_t)
+        data_fp = hashlib.sha256((LATENTS_DIR / "index.json").read_bytes()).hexdigest()[:12]
+    else:
+        processed = Path(params.paths.processed)
+        train = Split(read_split(processed, "train"), image_dir=processed / "train")
+        val = Split(read_split(processed, "val"), image_dir=processed / "val")
+        data_fp = hashlib.sha256(b"".join((processed / s / "metadata.jsonl").read_bytes()
+                                          for s in ("train", "val"))).hexdigest()[:12]
+    if not train.entries:
+        raise ValueError("no training samples: run `dvc repro preprocess cache_latents` first")
+    if not val.entries:  # tiny datasets: evaluate on a fixed slice of train rather than not at all
+        val = Split(train.entries[:8], tensors=train.tensors, image_dir=train.image_dir)
+
+    # LoRA
+    unet.add_adapter(LoraConfig(r=params.lora.rank, lora_alpha=params.lora.alpha, lora_dropout=params.lora.dropout,
+                                init_lora_weights="gaussian", target_modules=list(params.lora.targets)))
+    trainable = [p for p in unet.parameters() if p.requires_grad]
+    if text_lora:
+        parts.text_encoder.add_adapter(LoraConfig(r=params.lora.rank, lora_alpha=params.lora.alpha,
+                                                  lora_dropout=params.lora.dropout, init_lora_weights="gaussian",
+                                                  target_modules=list(params.lora.text_encoder_targets)))
+        trainable += [p for p in parts.text_encoder.parameters() if p.requires_grad]
+    for p in trainable:  # LoRA weights train in fp32 even when the base runs in bf16
+        p.data = p.data.float()
+    if cfg.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    unet.train()
+
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                                  weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+    lr_scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=cfg.warmup_steps,
+                                 num_training_steps=cfg.max_steps)
+    models = [unet] + ([parts.text_encoder] if text_lora else [])
+    prepared = accelerator.prepare(*models, optimizer)
+    unet_p, optimizer = prepared[0], prepared[-1]
+    te_p = prepared[1] if text_lora else None
+    accelerator.register_for_checkpointing(lr_scheduler)
+
+    # Checkpoints hold only the LoRA weights, not the frozen base.
+    def save_hook(hook_models, weights, out_dir):
+        for i, m in enumerate(hook_models):
+            if main:
+                save_file(get_peft_model_state_dict(accelerator.unwrap_model(m)), os.path.join(out_dir, f"lora_{i}.safetensors"))
+        weights.clear()
+
+    def load_hook(hook_models, in_dir):
+        for i, m in enumerate(list(hook_models)):
+            set_peft_model_state_dict(accelerator.unwrap_model(m), load_file(os.path.join(in_dir, f"lora_{i}.safetensors")))
+        hook_models.clear()
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
+
+    run_dir = RUNS_DIR / run_key(params, data_fp + fingerprint + str(accelerator.num_processes))
+    resume_from = find_resume(params, run_dir)
+    start_step, run_id = 0, None
+    if resume_from is not None:
+        state = json.loads((resume_from / "state.json").read_text())
+        accelerator.load_state(str(resume_from))
+        start_step, run_id = int(state["step"]), state.get("mlflow_run_id")
+        if main:
+            print(f"train: resuming from {resume_from} at step {start_step}/{cfg.max_steps}")
+
+    train_enc = Encoder(train, parts, device, weight_dtype, text_lora)
+    val_enc = Encoder(val, parts, device, weight_dtype, text_lora)
+    plan = BatchPlan(train, cfg.batch_size, accelerator.num_processes, cfg.seed)
+    rank = accelerator.process_index
+
+    mlflow_run = _start_mlflow(params, run_id, log_mlflow and main)
+    run_id = mlflow_run.info.run_id if mlflow_run else run_id
+
+    def checkpoint(step: int) -> None:
+        final = run_dir / f"checkpoint-{step}"
+        tmp = run_dir / f".checkpoint-{step}.tmp"
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()
+        if main:
+            (tmp / "state.json").write_text(json.dumps({"step": step, "mlflow_run_id": run_id}))
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            for old in complete_checkpoints(run_dir)[:-cfg.checkpoints_keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        accelerator.wait_for_everyone()
+
+    timesteps_n = scheduler.config.num_train_timesteps
+    history: list[float] = []
+    eval_metrics: dict[str, float] = {}
+    bar = _progress(main, cfg.max_steps, start_step)
+    t0, step = time.perf_counter(), start_step
+    for step in range(start_step + 1, cfg.max_steps + 1):
+        total = torch.zeros((), device=device)
+        for micro in range(cfg.grad_accum):
+            idx = plan.batch((step - 1) * cfg.grad_accum + micro, rank)
+            drop = [random.random() < cfg.caption_dropout for _ in idx]
+            latents = train_enc.latents(idx, sample=True)
+            text = train_enc.text(idx, drop)
+            noise = torch.randn_like(latents)
+            if cfg.noise_offset:
+                noise = noise + cfg.noise_offset * torch.randn(latents.shape[0], latents.shape[1], 1, 1,
+                                                               device=device, dtype=latents.dtype)
+            ts = torch.randint(0, timesteps_n, (latents.shape[0],), device=device, dtype=torch.long)
+            sync = micro == cfg.grad_accum - 1
+            with (nullcontext() if sync else accelerator.no_sync(unet_p)):
+                with accelerator.autocast():
+                    loss = diffusion_loss(unet_p, scheduler, latents, text, ts, noise, cfg.min_snr_gamma)
+                accelerator.backward(loss / cfg.grad_accum)
+            total += loss.detach() / cfg.grad_accum
+        accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step_loss = accelerator.reduce(total, reduction="mean").item()
+        history.append(step_loss)
+        lr = lr_scheduler.get_last_lr()[0]
+        if main:
+            metrics = {"loss": step_loss, "lr": lr}
+            if step % cfg.eval_every == 0 or step == cfg.max_steps:
+                eval_metrics = evaluate_loss(accelerator.unwrap_model(unet_p), scheduler, val_enc,
+                                             cfg.eval_timesteps, cfg.eval_seed)
+                metrics.update(eval_metrics)
+            if mlflow_run:
+                import mlflow
+
+                mlflow.log_metrics(metrics, step=step)
+            bar.update(1)
+            bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}")
+        if not math.isfinite(step_loss):
+            if main:
+                print(f"train: WARNING loss is {step_loss} at step {step}: diverged; stopping. The adapter is "
+                      "exported for inspection; promotion will reject it.", file=sys.stderr)
+            break
+        if step % cfg.checkpoint_every == 0 and step < cfg.max_steps:
+            checkpoint(step)
+        if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+            break
+    elapsed = time.perf_counter() - t0
+    bar.close()
+    done = step - start_step
+    per_step = elapsed / max(done, 1)
+    images_per_sec = done * plan.global_batch * cfg.grad_accum / max(elapsed, 1e-9)
+
+    accelerator.wait_for_everyone()
+    adapter_dir = None
+    final_loss = float(np.mean(history[-5:])) if history else float("nan")
+    if main and export:
+        adapter_dir = _export(params, accelerator.unwrap_model(unet_p),
+                              accelerator.unwrap_model(te_p) if te_p is not None else None, data_fp, fingerprint)
+        if mlflow_run:
+            import mlflow
+
+            mlflow.log_metrics({"final_loss": final_loss, "images_per_sec": images_per_sec,
+                                "seconds_per_step": per_step})
+            mlflow.log_artifacts(str(adapter_dir), artifact_path="adapter")
+    if main:
+        result = TrainResult(step, final_loss, eval_metrics, images_per_sec, per_step, run_id, adapter_dir,
+                             start_step)
+        if export:
+            _write_report(params, result)
+        if math.isfinite(final_loss) and step == cfg.max_steps:
+            shutil.rmtree(run_dir, ignore_errors=True)  # finished: the next run starts fresh
+        if mlflow_run:
+            import mlflow
+
+            mlflow.end_run()
+    else:
+        result = TrainResult(step, final_loss, eval_metrics, images_per_sec, per_step, run_id, None, start_step)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return result
+
+
+def _progress(enabled: bool, total: int, initial: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc="train", unit="step", disable=not enabled, file=sys.stderr)
+
+
+def _start_mlflow(params: Params, run_id: str | None, enabled: bool):
+    if not enabled:
+        return None
+    import mlflow
+
+    from landmark_lora.tracking import configure, run_params, run_tags
+
+    experiment_id = configure(params.mlflow)
+    if run_id:
+        try:
+            return mlflow.start_run(run_id=run_id, log_system_metrics=params.mlflow.system_metrics)
+        except Exception as err:  # e.g. run deleted: continue in a fresh run, but say so
+            print(f"train: cannot reopen MLflow run {run_id} ({err}); starting a new run", file=sys.stderr)
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}",
+                           tags=run_tags(params, {"stage": "train"}),
+                           log_system_metrics=params.mlflow.system_metrics)
+    mlflow.log_params(run_params(params))
+    return run
+
+
+def _export(params: Params, unet, text_encoder, data_fp: str, fingerprint: str) -> Path:
+    from landmark_lora.models.lora_export import export_adapter
+    from landmark_lora.tracking import git_sha
+
+    out = Path(params.model.dir) / ADAPTER_DIR_NAME
+    metadata = {
+        "base_model": params.model.base,
+        "base_fingerprint": fingerprint,
+        "rank": str(params.lora.rank),
+        "alpha": str(params.lora.alpha),
+        "trigger_words": params.caption.trigger,
+        "data_version": data_fp,
+        "git_sha": git_sha(),
+        "steps": str(params.train.max_steps),
+    }
+    export_adapter(out, unet, text_encoder=text_encoder, metadata=metadata)
+    return out
+
+
+def _write_report(params: Params, result: TrainResult) -> None:
+    reports = Path(params.paths.reports)
+    reports.mkdir(parents=True, exist_ok=True)
+    report = {
+        "steps": result.steps,
+        "final_loss": result.final_loss,
+        "eval_loss": result.eval.get("eval_loss"),
+        "eval": result.eval,
+        "images_per_sec": round(result.images_per_sec, 3),
+        "seconds_per_step": round(result.seconds_per_step, 4),
+        "mlflow_run_id": result.run_id,
+        "resumed_from_step": result.resumed_from,
+        "diverged": not math.isfinite(result.final_loss),
+    }
+    (reports / "train.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------- launching
+
+
+def launch(params: Params, argv: list[str]) -> int:
+    """Run in this process, or relaunch on ``train.num_processes`` processes.
+
+    On CPU this uses torchrun with ACCELERATE_USE_CPU=1 (gloo): `accelerate launch --cpu
+    --num_processes N` would start only one process. On GPUs it uses `accelerate launch`.
+    """
+    n = params.train.num_processes
+    if n > 1 and "LOCAL_RANK" not in os.environ:
+        env = dict(os.environ)
+        if torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU") != "1":
+            cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n)]
+            if env.get("ACCELERATE_CONFIG_FILE"):
+                cmd += ["--config_file", env["ACCELERATE_CONFIG_FILE"]]
+        else:
+            env["ACCELERATE_USE_CPU"] = "1"
+            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n)]
+        cmd += ["-m", "landmark_lora.stages.train", *argv]
+        print(f"train: launching {n} processes: {' '.join(cmd[1:])}")
+        return subprocess.run(cmd, env=env).returncode
+    result = run_training(params)
+    if result.adapter_dir is not None:
+        print(f"train: {result.steps} steps, final loss {result.final_loss:.4f}, eval loss "
+              f"{result.eval.get('eval_loss', float('nan')):.4f}, {result.images_per_sec:.1f} img/s -> {result.adapter_dir}/"
+              + (f" (MLflow run {result.run_id})" if result.run_id else ""))
+    # A diverged run still exports: evaluate and the promotion gates judge it and say why,
+    # which is more useful than a failed pipeline with no challenger to inspect.
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for torchrun / accelerate launch: ``-m landmark_lora.stages.train``."""
+    parser = argparse.ArgumentParser(prog="landmark_lora.stages.train")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args(argv)
+    from landmark_lora.cli import _overrides
+
+    params = load_params(args.params, _overrides(args.overrides))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    run_training(params)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

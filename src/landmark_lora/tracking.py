@@ -1,0 +1,121 @@
+"""MLflow plumbing: where to track, what to tag, and nothing secret in params or tags.
+
+    from landmark_lora.tracking import configure, run_tags
+    configure(params.mlflow)          # sqlite:///mlruns/mlflow.db unless MLFLOW_TRACKING_URI is set
+    with mlflow.start_run(tags=run_tags(params)): ...
+
+Browse runs with ``mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from landmark_lora.config import MlflowConfig, Params, flatten
+
+_SECRET_KEY = re.compile(r"(pass(word)?|secret|token|api[_-]?key|credential|private[_-]?key|auth)", re.I)
+_SECRET_VALUE = re.compile(
+    r"(://[^/\s:@]+:[^/\s@]+@"  # user:password@ in a URL
+    r"|AKIA[0-9A-Z]{16}"  # AWS access key id
+    r"|(?:ghp|gho|github_pat|hf|sk|xox[bp])_[A-Za-z0-9_\-]{10,}"  # common token prefixes
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----)"
+)
+REDACTED = "***"
+
+
+def scrub(mapping: dict[str, Any]) -> dict[str, str]:
+    """Replace anything that looks like a credential, by key name or by value shape."""
+    out = {}
+    for key, value in mapping.items():
+        text = str(value)
+        if _SECRET_KEY.search(key) and text not in ("", "None", "null"):
+            out[key] = REDACTED
+        else:
+            out[key] = _SECRET_VALUE.sub(lambda m: "://***@" if m.group(0).startswith("://") else REDACTED, text)
+    return out
+
+
+def tracking_uri(cfg: MlflowConfig) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
+
+
+def configure(cfg: MlflowConfig) -> str:
+    """Point MLflow at the configured store and make sure the experiment exists. Returns its id."""
+    import mlflow
+
+    uri = tracking_uri(cfg)
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.get_experiment_by_name(cfg.experiment)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if "://" not in cfg.artifact_location:  # a local folder: MLflow wants an absolute URI
+        location = Path(cfg.artifact_location).resolve().as_uri()
+    elif uri.startswith(("sqlite:", "postgresql:", "mysql:")):
+        location = cfg.artifact_location
+    return mlflow.create_experiment(cfg.experiment, artifact_location=location)
+
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        sha = out.stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+        return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def dvc_data_hashes(lock: Path = Path("dvc.lock")) -> dict[str, str]:
+    """md5 of every data dependency and output recorded in dvc.lock (path -> md5)."""
+    if not lock.exists():
+        return {}
+    data = yaml.safe_load(lock.read_text(encoding="utf-8")) or {}
+    hashes: dict[str, str] = {}
+    for stage in (data.get("stages") or {}).values():
+        for entry in (stage.get("deps") or []) + (stage.get("outs") or []):
+            path = str(entry.get("path", ""))
+            if path.startswith("data/") and entry.get("md5"):
+                hashes[path] = entry["md5"]
+    return hashes
+
+
+def data_version(processed_dir: Path) -> str:
+    """Short content hash of the processed training data (metadata of both splits)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for split in ("train", "val"):
+        meta = Path(processed_dir) / split / "metadata.jsonl"
+        if meta.exists():
+            h.update(meta.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def run_tags(params: Params, extra: dict[str, str] | None = None) -> dict[str, str]:
+    tags = {
+        "git_sha": git_sha(),
+        "base_model": params.model.base,
+        "data_version": data_version(params.paths.processed),
+    }
+    for path, md5 in dvc_data_hashes().items():
+        tags[f"dvc.{path}"] = md5
+    flow_run = os.environ.get("PREFECT__FLOW_RUN_ID")
+    if flow_run:
+        tags["prefect_flow_run_id"] = flow_run
+    tags.update(extra or {})
+    return scrub(tags)
+
+
+def run_params(params: Params) -> dict[str, str]:
+    # MLflow caps param values at 6000 chars; ours are short, but keep it safe.
+    return {k: v[:6000] for k, v in scrub(flatten(params)).items()}

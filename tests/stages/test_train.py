@@ -1,0 +1,276 @@
+"""Training end to end on the tiny base: exports, MLflow, eval determinism, resume after kill -9,
+2-process CPU training, cache invalidation. Runs the real trainer, as diffusers' tests do."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from landmark_lora.config import parse_params
+
+TINY = {
+    "train": {"max_steps": 4, "batch_size": 2, "eval_every": 2, "checkpoint_every": 2, "warmup_steps": 1,
+              "eval_timesteps": [200, 600]},
+    "mlflow": {"system_metrics": False},
+}
+
+
+def _deep_merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def write_processed(root: Path, n_train: int = 6, n_val: int = 2) -> None:
+    """A small processed dataset in two buckets, as the preprocess stage lays it out."""
+    rng = np.random.default_rng(0)
+    shots = ["upper_body", "wide"]
+    for split, n in (("train", n_train), ("val", n_val)):
+        recs = []
+        for i in range(n):
+            w, h = ((64, 64), (72, 56))[i % 2]
+            name = f"gyeongbokgung/{split}{i}.png"
+            path = root / "data/processed" / split / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            base = np.linspace(0, 255, w * h * 3).reshape(h, w, 3)
+            Image.fromarray((base * 0.5 + rng.integers(0, 120, (h, w, 3))).clip(0, 255).astype(np.uint8)).save(path)
+            recs.append({"file_name": name, "text": f"lmksnap snapshot photo, {shots[i % 2]} shot, in front of Gyeongbokgung",
+                         "landmark": "gyeongbokgung", "shot": shots[i % 2], "angle": "eye_level", "pose": "waving",
+                         "width": w, "height": h, "sha256": f"{split}{i}", "raw_file": name, "person_box": False})
+        (root / "data/processed" / split / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A workspace with processed data, the tiny base and cached latents; tests chdir into it."""
+    from landmark_lora.stages.cache_latents import cache_latents
+
+    root = tmp_path_factory.mktemp("ws")
+    write_processed(root)
+    raw = _deep_merge(TINY, {})
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        cache_latents(parse_params(raw))
+    finally:
+        os.chdir(old)
+    return root
+
+
+@pytest.fixture
+def in_ws(workspace, monkeypatch):
+    monkeypatch.chdir(workspace)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return workspace
+
+
+def _params(**over):
+    return parse_params(_deep_merge(TINY, over))
+
+
+def _mlflow_client():
+    import mlflow
+
+    mlflow.set_tracking_uri("sqlite:///mlruns/mlflow.db")
+    return mlflow.MlflowClient()
+
+
+# ---------------------------------------------------------------- the trainer
+
+
+def test_cached_latents_cover_every_image_and_caption(in_ws):
+    from landmark_lora.stages.cache_latents import caption_key, load_latents
+
+    entries, tensors = load_latents(Path("data/latents"), "train")
+    assert len(entries) == 6
+    for e in entries:
+        assert tensors[f"{e['index']}.mean"].shape == (4, e["height"] // 8, e["width"] // 8) or \
+            tensors[f"{e['index']}.mean"].shape[0] == 4
+        assert caption_key(e["text"]) in tensors
+    assert "text.empty" in tensors  # for caption dropout
+
+
+def test_training_exports_adapter_and_logs_to_mlflow(in_ws):
+    from landmark_lora.stages.train import run_training
+
+    result = run_training(_params())
+    assert result.steps == 4 and np.isfinite(result.final_loss)
+    adapter = Path("models/adapter")
+    assert (adapter / "pytorch_lora_weights.safetensors").exists()
+    assert (adapter / "landmark_lora_kohya.safetensors").exists()
+    report = json.loads(Path("reports/train.json").read_text())
+    assert report["steps"] == 4 and report["mlflow_run_id"] == result.run_id
+
+    client = _mlflow_client()
+    run = client.get_run(result.run_id)
+    assert run.data.params["train.max_steps"] == "4"
+    assert run.data.params["lora.rank"] == "4"
+    assert run.data.tags["base_model"] == "tiny" and run.data.tags["git_sha"]
+    assert "data_version" in run.data.tags
+    for key in ("loss", "lr", "eval_loss", "eval_loss_t200"):
+        assert key in run.data.metrics, key
+    assert [m.step for m in client.get_metric_history(result.run_id, "loss")] == [1, 2, 3, 4]
+    artifacts = {a.path for a in client.list_artifacts(result.run_id, "adapter")}
+    assert "adapter/pytorch_lora_weights.safetensors" in artifacts
+    exp = client.get_experiment(run.info.experiment_id)
+    assert exp.name == "landmark-lora"
+    # a finished run leaves no checkpoints behind, so the next run starts fresh
+    assert not any(Path(".cache/train").glob("*/checkpoint-*"))
+
+
+def test_learning_rate_warms_up_then_decays(in_ws):
+    from landmark_lora.stages.train import run_training
+
+    result = run_training(_params(train={"max_steps": 6, "warmup_steps": 2}), export=False)
+    client = _mlflow_client()
+    lrs = [m.value for m in sorted(client.get_metric_history(result.run_id, "lr"), key=lambda m: m.step)]
+    assert lrs[0] < lrs[1]  # warm-up
+    assert lrs[-1] < lrs[2]  # cosine decay
+
+
+def test_eval_loss_is_deterministic_and_restores_rng(in_ws):
+    from landmark_lora.diffusion import load_components, resolve_base
+    from landmark_lora.stages.cache_latents import load_latents
+    from landmark_lora.stages.train import Encoder, Split, evaluate_loss
+
+    params = _params()
+    parts = load_components(resolve_base(params.model), unet=True)
+    entries, tensors = load_latents(Path("data/latents"), "val")
+    enc = Encoder(Split(entries, tensors=tensors), parts, torch.device("cpu"), torch.float32, False)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    a = evaluate_loss(parts.unet, parts.scheduler, enc, (100, 500, 900), seed=7)
+    assert torch.equal(before, torch.get_rng_state())  # training noise stream untouched
+    b = evaluate_loss(parts.unet, parts.scheduler, enc, (100, 500, 900), seed=7)
+    c = evaluate_loss(parts.unet, parts.scheduler, enc, (100, 500, 900), seed=8)
+    assert a == b
+    assert a["eval_loss"] != c["eval_loss"]
+    assert set(a) == {"eval_loss", "eval_loss_t100", "eval_loss_t500", "eval_loss_t900"}
+
+
+def test_uncached_mode_sees_the_same_data_as_cached(in_ws):
+    from landmark_lora.diffusion import load_components, resolve_base
+    from landmark_lora.stages.cache_latents import load_latents
+    from landmark_lora.stages.train import Encoder, Split, evaluate_loss
+
+    params = _params()
+    parts = load_components(resolve_base(params.model), unet=True, vae=True, text=True)
+    entries, tensors = load_latents(Path("data/latents"), "val")
+    cached = Encoder(Split(entries, tensors=tensors), parts, torch.device("cpu"), torch.float32, False)
+    live = Encoder(Split(entries, image_dir=Path("data/processed/val")), parts, torch.device("cpu"), torch.float32, False)
+    a = evaluate_loss(parts.unet, parts.scheduler, cached, (300,), seed=1)
+    b = evaluate_loss(parts.unet, parts.scheduler, live, (300,), seed=1)
+    assert a["eval_loss"] == pytest.approx(b["eval_loss"], rel=1e-4)
+
+
+def test_latents_from_another_base_are_refused(in_ws):
+    from landmark_lora.stages.cache_latents import load_latents
+
+    with pytest.raises(ValueError, match="rerun `dvc repro cache_latents`"):
+        load_latents(Path("data/latents"), "train", expect_fingerprint="0000000000000000")
+
+
+def test_base_fingerprint_follows_weights(tmp_path):
+    import shutil
+
+    from landmark_lora.diffusion import base_fingerprint, resolve_base
+
+    src = resolve_base(parse_params({}).model)
+    copy = tmp_path / "base"
+    shutil.copytree(src, copy)
+    assert base_fingerprint(copy) == base_fingerprint(src)
+    vae = next((copy / "vae").glob("*.safetensors"))
+    data = bytearray(vae.read_bytes())
+    data[-1] ^= 0xFF
+    vae.write_bytes(bytes(data))
+    assert base_fingerprint(copy) != base_fingerprint(src)
+
+
+def test_batch_plan_is_a_pure_function_of_step():
+    from landmark_lora.stages.train import BatchPlan, Split
+
+    entries = [{"width": (64, 72)[i % 3 == 0], "height": 64} for i in range(11)]
+    plan_a = BatchPlan(Split(entries), per_rank=2, world=2, seed=3)
+    plan_b = BatchPlan(Split(entries), per_rank=2, world=2, seed=3)
+    seq_a = [plan_a.batch(m, r) for m in range(20) for r in range(2)]
+    seq_b = [plan_b.batch(m, r) for m in reversed(range(20)) for r in range(2)]
+    assert seq_a == [x for m in range(20) for x in seq_b[(19 - m) * 2:(19 - m) * 2 + 2]]
+    for m in range(20):  # one shape per global batch, ranks disjoint slices of it
+        both = plan_a.batch(m, 0) + plan_a.batch(m, 1)
+        assert len({(entries[i]["width"], entries[i]["height"]) for i in both}) == 1
+        assert len(plan_a.batch(m, 0)) == 2
+
+
+# ---------------------------------------------------------------- processes
+
+
+def _train_cmd(*sets: str) -> list[str]:
+    cmd = [sys.executable, "-m", "landmark_lora.stages.train", "--params", "params.yaml"]
+    for s in sets:
+        cmd += ["--set", s]
+    return cmd
+
+
+def test_resume_after_kill_continues_to_the_same_final_step(in_ws):
+    import shutil
+
+    shutil.rmtree(".cache/train", ignore_errors=True)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    sets = ("train.max_steps=60", "train.checkpoint_every=3", "train.eval_every=30")
+    proc = subprocess.Popen(_train_cmd(*sets), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if any((p / "state.json").exists() for p in Path(".cache/train").glob("*/checkpoint-*")):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "training finished before it could be killed:\n" + proc.stdout.read().decode()
+        os.kill(proc.pid, signal.SIGKILL)  # no cleanup, no atexit: a real crash
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    ckpts = sorted(Path(".cache/train").glob("*/checkpoint-*"))
+    assert ckpts, "no complete checkpoint was written"
+    killed_at = max(int(p.name.split("-")[1]) for p in ckpts)
+    assert not any(p.name.endswith(".tmp") and (p / "state.json").exists() for p in Path(".cache/train").glob("*/.*"))
+
+    out = subprocess.run(_train_cmd(*sets), env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "resuming from" in out.stdout
+    report = json.loads(Path("reports/train.json").read_text())
+    assert report["steps"] == 60
+    assert report["resumed_from_step"] >= killed_at > 0
+    # the curve continues in the same MLflow run, up to the final step
+    steps = {m.step for m in _mlflow_client().get_metric_history(report["mlflow_run_id"], "loss")}
+    assert set(range(1, 61)) <= steps
+
+
+def test_two_process_cpu_training(in_ws):
+    from landmark_lora.cli import main
+
+    client = _mlflow_client()
+    exp = client.get_experiment_by_name("landmark-lora")
+    before = len(client.search_runs([exp.experiment_id])) if exp else 0
+    code = main(["--set", "train.num_processes=2", "--set", "train.max_steps=3", "train"])
+    assert code == 0
+    report = json.loads(Path("reports/train.json").read_text())
+    assert report["steps"] == 3
+    exp = client.get_experiment_by_name("landmark-lora")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == before + 1  # only rank 0 logs
+    assert runs[0].data.params["train.num_processes"] == "2"
+    assert (Path("models/adapter") / "pytorch_lora_weights.safetensors").exists()
