@@ -1,0 +1,107 @@
+"""Image metrics that need no downloaded weights: shot type and background consistency.
+
+    from landmark_lora.metrics import classify_shot, background_consistency
+    classify_shot(image)                          # -> 'upper_body' (or 'no_person')
+    background_consistency(generated, [real1, real2])   # -> 0..1, higher = same place and angle
+
+- ``classify_shot`` reads framing from OpenCV's bundled detectors (Haar frontal face, HOG people):
+  the face's height relative to the frame says close-up / upper-body / thigh-up; a whole person
+  (HOG) says full-body or wide by how much of the frame they fill.
+- ``background_consistency`` is the structural similarity (SSIM) of two images outside the
+  person region, at a common size, taking the best match among the references.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from landmark_lora.stages.preprocess import _cv2_detectors, detect_person
+
+NO_PERSON = "no_person"
+WORK_SIZE = 256  # detectors need a few dozen pixels per face; small generations are upscaled
+
+# Face height / frame height at the boundaries between shot types (portrait framing).
+CLOSE_UP_FACE = 0.30
+UPPER_BODY_FACE = 0.12
+THIGH_UP_FACE = 0.075
+FULL_BODY_PERSON = 0.45  # person height / frame height
+
+
+def _work(image: Image.Image) -> Image.Image:
+    image = image.convert("RGB")
+    scale = WORK_SIZE / max(image.size)
+    if scale > 1:
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
+    return image
+
+
+def classify_shot(image: Image.Image) -> str:
+    """Shot type from detected framing, or 'no_person' when no face or body is found."""
+    image = _work(image)
+    d = _cv2_detectors()
+    cv2 = d["cv2"]
+    gray = cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2GRAY)
+    h = gray.shape[0]
+    faces = d["face"].detectMultiScale(gray, 1.05, 4, minSize=(max(12, h // 25), max(12, h // 25)))
+    if len(faces):
+        face_h = max(f[3] for f in faces) / h
+        if face_h >= CLOSE_UP_FACE:
+            return "close_up"
+        if face_h >= UPPER_BODY_FACE:
+            return "upper_body"
+        if face_h >= THIGH_UP_FACE:
+            return "thigh_up"
+    if h >= 128 and gray.shape[1] >= 64:
+        rects, weights = d["hog"].detectMultiScale(gray, winStride=(8, 8), padding=(8, 8), scale=1.05)
+        tall = [r[3] / h for r, w in zip(rects, np.ravel(weights) if len(rects) else []) if w > 0.5]
+        if tall:
+            return "full_body" if max(tall) >= FULL_BODY_PERSON else "wide"
+    if len(faces):  # a small face and no body found: a person far away
+        return "wide" if max(f[3] for f in faces) / h < 0.04 else "full_body"
+    return NO_PERSON
+
+
+def _ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel SSIM of two float grayscale images in [0, 1] (Gaussian window, as Wang et al.)."""
+    import cv2
+
+    c1, c2 = 0.01**2, 0.03**2
+    blur = lambda x: cv2.GaussianBlur(x, (7, 7), 1.5)  # noqa: E731
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+
+
+def _gray(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    return np.asarray(image.convert("L").resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
+
+
+def _person_mask(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """True outside the detected person (the background), at ``size``."""
+    mask = np.ones((size[1], size[0]), dtype=bool)
+    work = _work(image)
+    box = detect_person(work)
+    if box is not None:
+        sx, sy = size[0] / work.width, size[1] / work.height
+        x0, y0, x1, y1 = box
+        mask[int(y0 * sy):int(np.ceil(y1 * sy)), int(x0 * sx):int(np.ceil(x1 * sx))] = False
+    return mask
+
+
+def background_similarity(a: Image.Image, b: Image.Image, size: tuple[int, int] = (96, 96)) -> float:
+    """Mean SSIM over pixels that are background in both images, clipped to [0, 1]."""
+    mask = _person_mask(a, size) & _person_mask(b, size)
+    if mask.mean() < 0.1:  # people cover almost everything: no background left to compare
+        mask = np.ones_like(mask)
+    ssim = _ssim_map(_gray(a, size), _gray(b, size))
+    return float(np.clip(ssim[mask].mean(), 0.0, 1.0))
+
+
+def background_consistency(generated: Image.Image, references: list[Image.Image]) -> float:
+    """How well ``generated`` matches the best of the real photos of its landmark and angle."""
+    if not references:
+        return float("nan")
+    return max(background_similarity(generated, ref) for ref in references)
