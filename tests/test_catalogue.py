@@ -55,14 +55,14 @@ def test_invalid_label_lists_vocabulary():
 def test_caption_spells_out_landmark_shot_angle_and_pose():
     lm = load_catalogue()["gyeongbokgung"]
     cap = render_caption(CaptionConfig(), lm, "upper_body", "low_angle", "waving")
-    assert cap.startswith("lmksnap snapshot photo, upper-body shot, low-angle shot from below, person waving")
-    assert "in front of Gyeongbokgung Palace" in cap
+    assert cap.startswith("lmksnap snapshot photo, in front of Gyeongbokgung Palace, upper-body shot, "
+                          "low-angle shot from below, person waving, Joseon royal palace")
 
 
 def test_caption_drops_unspecified_parts_and_appends_user_caption():
     lm = load_catalogue()["haeundae_beach"]
     cap = render_caption(CaptionConfig(), lm, UNSPECIFIED, "eye_level", UNSPECIFIED, "at sunset")
-    assert "shot," not in cap.split("eye-level")[0].replace("snapshot", "")
+    assert cap.startswith("lmksnap snapshot photo, in front of Haeundae Beach, eye-level angle, wide sandy")
     assert "person" not in cap
     assert cap.endswith("at sunset")
 

@@ -90,10 +90,10 @@ class CaptionConfig(_Section):
     # Parts are joined with ", ". A part that mentions an unspecified or empty field is dropped.
     template: tuple[str, ...] = (
         "{trigger} snapshot photo",
+        "in front of {landmark}",  # first: short text encoders truncate the tail
         "{shot}",
         "{angle}",
         "person {pose}",
-        "in front of {landmark}",
         "{description}",
         "{caption}",
     )
@@ -187,6 +187,8 @@ class PromotionConfig(_Section):
     # Absolute sanity gates for any adapter, champion or first.
     max_eval_loss: float = Field(10.0, gt=0)
     min_output_change: float = Field(1e-3, ge=0.0, description="mean |adapter - base| pixel change, 0..1")
+    # Largest ||LoRA update|| / ||base weight|| of any adapted layer: above it training blew up.
+    max_delta_ratio: float = Field(2.0, gt=0)
 
 
 class MlflowConfig(_Section):

@@ -274,3 +274,18 @@ def test_two_process_cpu_training(in_ws):
     assert len(runs) == before + 1  # only rank 0 logs
     assert runs[0].data.params["train.num_processes"] == "2"
     assert (Path("models/adapter") / "pytorch_lora_weights.safetensors").exists()
+
+
+def test_text_encoder_lora_trains_checkpoints_and_exports(in_ws):
+    from safetensors import safe_open
+
+    from landmark_lora.stages.train import run_training
+
+    result = run_training(_params(lora={"text_encoder": True}, train={"max_steps": 3, "checkpoint_every": 2}),
+                          log_mlflow=False)
+    assert result.steps == 3 and np.isfinite(result.final_loss)
+    with safe_open("models/adapter/pytorch_lora_weights.safetensors", "pt") as fh:
+        keys = list(fh.keys())
+    assert any(k.startswith("text_encoder.") for k in keys) and any(k.startswith("unet.") for k in keys)
+    with safe_open("models/adapter/landmark_lora_kohya.safetensors", "pt") as fh:
+        assert any(k.startswith("lora_te_") for k in fh.keys())

@@ -5,7 +5,8 @@
 
 Rules, in order (every decision and its reason land in version tags and reports/promotion.json):
 1. Sanity gates for the challenger, whatever the metrics say: finite weights, finite eval loss
-   below ``promotion.max_eval_loss``, it loaded (evaluate ran it) and it changes the output by at
+   below ``promotion.max_eval_loss``, a LoRA update no larger than ``promotion.max_delta_ratio``
+   times the weights it changes, it loaded (evaluate ran it) and it changes the output by at
    least ``promotion.min_output_change``. A NaN, diverged or unloadable adapter is never promoted.
 2. No champion yet: the challenger becomes champion (it passed the gates).
 3. Same eval data: if the champion was scored on another data version, it is scored again on
@@ -59,8 +60,48 @@ def sanity_gates(metrics: dict, adapter_dir: Path | None, params: Params) -> lis
     elif change < cfg.min_output_change:
         problems.append(f"the adapter barely changes the output ({change:.5f} < promotion.min_output_change {cfg.min_output_change})")
     if adapter_dir is not None:
-        problems += adapter_weight_problems(adapter_dir)
+        weight_problems = adapter_weight_problems(adapter_dir)
+        problems += weight_problems
+        if not weight_problems:
+            from landmark_lora.diffusion import resolve_base
+
+            ratio = lora_delta_ratio(adapter_dir, resolve_base(params.model))
+            if ratio > cfg.max_delta_ratio:
+                problems.append(f"the LoRA update is {ratio:.1f}x the size of the base weights it changes "
+                                f"(> promotion.max_delta_ratio {cfg.max_delta_ratio}): training blew up")
     return problems
+
+
+def lora_delta_ratio(adapter_dir: Path, base: Path) -> float:
+    """Largest ||up @ down * alpha/r|| / ||W|| over the adapted UNet layers.
+
+    A healthy LoRA nudges its layers (typically well under 0.5); a run with a wild learning
+    rate makes the update dwarf the weights long before the loss says so."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(adapter_dir) / "pytorch_lora_weights.safetensors"
+    with safe_open(str(path), "pt") as fh:
+        meta = fh.metadata() or {}
+    lora = load_file(str(path))
+    scale = 1.0
+    if meta.get("alpha") and meta.get("rank"):
+        scale = float(meta["alpha"]) / float(meta["rank"])
+    weights = {}
+    for f in sorted((Path(base) / "unet").glob("*.safetensors")):
+        weights.update(load_file(str(f)))
+    worst = 0.0
+    for key, down in lora.items():
+        if not key.startswith("unet.") or not key.endswith("lora.down.weight"):
+            continue
+        module = key[len("unet."):-len(".lora.down.weight")]
+        base_w = weights.get(module + ".weight")
+        up = lora.get(key.replace("lora.down.weight", "lora.up.weight"))
+        if base_w is None or up is None or base_w.dim() != 2:
+            continue
+        delta = (up.float() @ down.float()) * scale
+        worst = max(worst, float(delta.norm() / base_w.float().norm().clamp(min=1e-12)))
+    return worst
 
 
 def adapter_weight_problems(adapter_dir: Path) -> list[str]:
@@ -212,7 +253,7 @@ def promote(params: Params) -> dict:
     decision = decide(chall_metrics, champ_metrics, params, gates)
     if decision.promote:
         if champion is not None:
-            client.set_model_version_tag(name, challenger.version, "previous_champion", champion.version)
+            client.set_model_version_tag(name, challenger.version, "previous_champion", str(champion.version))
         client.set_registered_model_alias(name, CHAMPION, challenger.version)
     return _record(params, client, challenger, champion, decision, chall_metrics, champ_metrics, rescored)
 
@@ -226,10 +267,10 @@ def _record(params, client, challenger, champion, decision: Decision, chall_metr
         "decision": "promoted" if decision.promote else "rejected",
         "reason": decision.reason,
         "checks": decision.checks,
-        "challenger": {"version": challenger.version, "run_id": challenger.run_id, "metrics": chall_metrics},
+        "challenger": {"version": str(challenger.version), "run_id": challenger.run_id, "metrics": chall_metrics},
         "previous_champion": None if champion is None else {
-            "version": champion.version, "run_id": champion.run_id, "metrics": champ_metrics, "rescored": rescored},
-        "champion": None if now_champion is None else now_champion.version,
+            "version": str(champion.version), "run_id": champion.run_id, "metrics": champ_metrics, "rescored": rescored},
+        "champion": None if now_champion is None else str(now_champion.version),
         "registered_model": name,
         "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
@@ -249,8 +290,8 @@ def rollback(params: Params, reason: str) -> dict:
     client.set_registered_model_alias(name, CHAMPION, previous)
     client.set_model_version_tag(name, champion.version, "rolled_back", "true")
     client.set_model_version_tag(name, champion.version, "rollback_reason", reason[:5000])
-    report = {"decision": "rolled_back", "reason": reason, "from_version": champion.version,
-              "champion": previous, "registered_model": name, "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    report = {"decision": "rolled_back", "reason": reason, "from_version": str(champion.version),
+              "champion": str(previous), "registered_model": name, "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     _write(params, report)
     return report
 

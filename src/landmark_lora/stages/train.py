@@ -313,9 +313,12 @@ def run_training(params: Params, export: bool = True, log_mlflow: bool = True,
                                 init_lora_weights="gaussian", target_modules=list(params.lora.targets)))
     trainable = [p for p in unet.parameters() if p.requires_grad]
     if text_lora:
-        parts.text_encoder.add_adapter(LoraConfig(r=params.lora.rank, lora_alpha=params.lora.alpha,
-                                                  lora_dropout=params.lora.dropout, init_lora_weights="gaussian",
-                                                  target_modules=list(params.lora.text_encoder_targets)))
+        from landmark_lora.models.lora_export import add_lora_adapter
+
+        # transformers 5's add_adapter refuses peft < 0.22; add_lora_adapter falls back to peft itself.
+        add_lora_adapter(parts.text_encoder, LoraConfig(r=params.lora.rank, lora_alpha=params.lora.alpha,
+                                                        lora_dropout=params.lora.dropout, init_lora_weights="gaussian",
+                                                        target_modules=list(params.lora.text_encoder_targets)))
         trainable += [p for p in parts.text_encoder.parameters() if p.requires_grad]
     for p in trainable:  # LoRA weights train in fp32 even when the base runs in bf16
         p.data = p.data.float()
