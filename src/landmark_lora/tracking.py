@@ -27,6 +27,17 @@ _SECRET_VALUE = re.compile(
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----)"
 )
 REDACTED = "***"
+# Shapes the pattern above misses, each (pattern, replacement); the replacement keeps the
+# non-secret part so the value still says what it was.
+_SECRET_VALUE_MORE = (
+    # a bare token as URL userinfo (https://<token>@github.com); short names like git@ stay
+    (re.compile(r"://[A-Za-z0-9_\-.~%]{16,}@"), "://***@"),
+    # key=value with a secret-ish key, in a query string or free text (?X-Amz-Signature=..., password=...)
+    (re.compile(r"(?i)((?:^|[?&;,\s])[\w.\-]*(?:pass(?:word|wd)?|secret|token|api[_-]?key|signature|sig|credential)=)"
+                r"[^&\s#;,]+"), r"\1***"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/\-]{8,}=*"), r"\1 ***"),  # Authorization header values
+    (re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"), REDACTED),  # JWT
+)
 
 
 def scrub(mapping: dict[str, Any]) -> dict[str, str]:
@@ -37,12 +48,22 @@ def scrub(mapping: dict[str, Any]) -> dict[str, str]:
         if _SECRET_KEY.search(key) and text not in ("", "None", "null"):
             out[key] = REDACTED
         else:
-            out[key] = _SECRET_VALUE.sub(lambda m: "://***@" if m.group(0).startswith("://") else REDACTED, text)
+            text = _SECRET_VALUE.sub(lambda m: "://***@" if m.group(0).startswith("://") else REDACTED, text)
+            for pattern, replacement in _SECRET_VALUE_MORE:
+                text = pattern.sub(replacement, text)
+            out[key] = text
     return out
 
 
 def tracking_uri(cfg: MlflowConfig) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
+    """MLFLOW_TRACKING_URI, else params; a relative SQLite path is made absolute (MLflow caches
+    stores by URI, so a relative one would keep pointing at the first working directory)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        path = Path(uri.removeprefix("sqlite:///")).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{path}"
+    return uri
 
 
 def configure(cfg: MlflowConfig) -> str:
@@ -50,14 +71,16 @@ def configure(cfg: MlflowConfig) -> str:
     import mlflow
 
     uri = tracking_uri(cfg)
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     exp = mlflow.get_experiment_by_name(cfg.experiment)
     if exp is not None:
         return exp.experiment_id
     location = None
-    if "://" not in cfg.artifact_location:  # a local folder: MLflow wants an absolute URI
+    if uri.startswith(("http://", "https://")):
+        # A tracking server owns artifact storage (--artifacts-destination, proxied): a local
+        # folder here would strand artifacts on this machine, so let the server choose.
+        location = None
+    elif "://" not in cfg.artifact_location:  # a local folder: MLflow wants an absolute URI
         location = Path(cfg.artifact_location).resolve().as_uri()
     elif uri.startswith(("sqlite:", "postgresql:", "mysql:")):
         location = cfg.artifact_location

@@ -133,7 +133,7 @@ def client(registry, monkeypatch):
     import mlflow
 
     monkeypatch.chdir(registry["root"])
-    mlflow.set_tracking_uri("sqlite:///mlruns/mlflow.db")
+    mlflow.set_tracking_uri(f"sqlite:///{Path('mlruns/mlflow.db').resolve()}")
     return mlflow.MlflowClient()
 
 

@@ -84,7 +84,7 @@ def _params(**over):
 def _mlflow_client():
     import mlflow
 
-    mlflow.set_tracking_uri("sqlite:///mlruns/mlflow.db")
+    mlflow.set_tracking_uri(f"sqlite:///{Path('mlruns/mlflow.db').resolve()}")
     return mlflow.MlflowClient()
 
 
