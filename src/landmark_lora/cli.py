@@ -1,6 +1,9 @@
 """The `landmark-lora` command. Thin: parse arguments, load params, call a stage function.
 
-    landmark-lora run                 # main job: sample data if empty, ingest, dvc repro
+    landmark-lora run                 # main job: the Prefect flow `retrain` once (sample data if empty,
+                                      #   ingest, dvc repro, promote, report); --force, --min-new-photos N
+    landmark-lora serve               # nightly schedule + photo trigger (prefect.yaml) via flow.serve
+    landmark-lora watch [--dry-run]   # emit a Prefect event when photos land in data/incoming/
     landmark-lora sample-data         # render the synthetic photo set into data/incoming/
     landmark-lora ingest              # data/incoming -> data/raw | data/quarantine
     landmark-lora validate            # DVC stage: GX dataset contract -> reports/validation.json
@@ -19,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -75,10 +77,11 @@ def venv_env() -> dict[str, str]:
 
 def _dvc_add_raw(raw: Path) -> None:
     """Version the raw photo set: `dvc add` writes data/raw.dvc (commit it) and caches the files."""
-    if not Path(".dvc").is_dir():
+    from landmark_lora.orchestration import dvc_add_raw
+
+    if not dvc_add_raw(raw):
         print(f"ingest: not a DVC repo here; {raw} is not versioned (run `dvc init` to version it)")
         return
-    subprocess.run([sys.executable, "-m", "dvc", "add", "--quiet", str(raw)], check=True)
     print(f"ingest: versioned {raw} with DVC ({raw}.dvc); `dvc push` sends it to the remote")
 
 
@@ -156,31 +159,100 @@ def cmd_generate(params: Params, args: argparse.Namespace) -> int:
 
 
 def cmd_run(params: Params, args: argparse.Namespace) -> int:
-    """The main job on the embedded default: sample data when there is none, ingest, dvc repro."""
-    from landmark_lora import rawtable
-    from landmark_lora.stages.ingest import pending_photos
+    """The main job: the `retrain` flow (flows/retrain.py) once, on an ephemeral Prefect server
+    unless PREFECT_API_URL points at one."""
+    if args.overrides:
+        print("landmark-lora run: --set does not reach the DVC stages (they read params.yaml); edit "
+              f"{args.params} instead", file=sys.stderr)
+        return EXIT_USAGE
+    from landmark_lora.orchestration import load_retrain_flow
 
-    if not rawtable.read_rows(params.paths.raw) and not pending_photos(params.paths.incoming):
-        print("run: no photos yet; rendering the synthetic sample set (landmark-lora sample-data)")
-        cmd_sample_data(params, argparse.Namespace(out=None))
-    cmd_ingest(params, argparse.Namespace(no_progress=False, no_dvc_add=False))
-    print("run: dvc repro")
-    proc = subprocess.run([sys.executable, "-m", "dvc", "repro"], env=venv_env())
-    if proc.returncode:
-        print("run: `dvc repro` failed; the stage output above says why", file=sys.stderr)
-        return proc.returncode
-    cmd_promote(params, argparse.Namespace(rollback=False, reason=None))
-    reports = params.paths.reports
-    print(
-        "run: done.\n"
-        f"  validation report : {reports}/validation.json (Data Docs: {reports}/validation/index.html)\n"
-        f"  training data     : {params.paths.processed}/{{train,val}}/\n"
-        f"  adapter           : {params.model.dir}/adapter/ (reports/train.json)\n"
-        f"  evaluation        : {reports}/eval.json, {reports}/eval.html, {reports}/samples/\n"
-        f"  promotion         : {reports}/promotion.json\n"
-        f"  MLflow UI         : mlflow ui --backend-store-uri {params.mlflow.tracking_uri}\n"
-        f"  rejected photos   : {params.paths.quarantine}/rejections.csv"
-    )
+    _quiet_prefect_defaults()
+    retrain = load_retrain_flow()
+    state = retrain(force=args.force, min_new_photos=args.min_new_photos, workdir=".", params_path=args.params,
+                    sample_if_empty=not args.no_sample, if_busy=args.if_busy, return_state=True)
+    if state.is_failed():
+        print(f"run: FAILED: {state.message}", file=sys.stderr)
+        print(f"  details: {params.paths.reports}/retrain.md, {params.paths.cache}/retrain/dvc-repro.log", file=sys.stderr)
+        return 1
+    outcome = state.result()
+    print(f"run: {outcome['reason']}")
+    for what, where in outcome["where_to_look"].items():
+        print(f"  {what:<16}: {where}")
+    return 0
+
+
+def _quiet_prefect_defaults() -> None:
+    # Offline and quiet by default; an explicit setting in the environment wins.
+    for key, value in {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+                       "GX_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}.items():
+        os.environ.setdefault(key, value)
+
+
+def _need_prefect_server(command: str) -> str | None:
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return None
+    return (f"landmark-lora {command}: needs a running Prefect server (the ephemeral one has no scheduler "
+            "and no triggers). In another terminal:\n"
+            "    prefect server start\n"
+            "then here:\n"
+            "    export PREFECT_API_URL=http://127.0.0.1:4200/api\n"
+            f"    landmark-lora {command}")
+
+
+def cmd_serve(params: Params, args: argparse.Namespace) -> int:
+    """flow.serve with the schedule, trigger and parameters of a prefect.yaml deployment."""
+    _quiet_prefect_defaults()
+    problem = _need_prefect_server("serve")
+    if problem:
+        print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    from landmark_lora.orchestration import deployment_spec, load_retrain_flow, serve_kwargs
+
+    spec = deployment_spec(args.deployment, Path(args.prefect_yaml) if args.prefect_yaml else None)
+    kwargs = serve_kwargs(spec)
+    limit = spec.get("concurrency_limit")
+    limit = limit.get("limit") if isinstance(limit, dict) else limit
+    crons = ", ".join(f"{s.cron} ({s.timezone})" for s in kwargs["schedules"]) or "none"
+    print(f"serve: deployment '{spec['name']}': schedule {crons}; {len(kwargs['triggers'])} event trigger(s); "
+          "Ctrl-C stops (and pauses the schedule)")
+    load_retrain_flow().serve(name=spec["name"], global_limit=limit, **kwargs)
+    return 0
+
+
+def cmd_watch(params: Params, args: argparse.Namespace) -> int:
+    import json
+    import threading
+
+    from landmark_lora.watcher import emit_photos_arrived, watch
+
+    _quiet_prefect_defaults()
+    incoming = Path(params.paths.incoming)
+    if args.dry_run:
+        def emit(batch: list[str]) -> None:
+            print(json.dumps({"event": "landmark-lora.photos.arrived", "files": len(batch), "examples": batch[:10]}))
+    else:
+        problem = _need_prefect_server("watch")
+        if problem:
+            print(problem, file=sys.stderr)
+            return EXIT_USAGE
+
+        def emit(batch: list[str]) -> None:
+            emit_photos_arrived(batch, incoming)
+
+    stop = threading.Event()
+    try:
+        watch(incoming, emit, params.ingest.extensions, quiet_s=args.quiet_seconds,
+              max_wait_s=max(args.max_wait_seconds, args.quiet_seconds), stop=stop)
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        if not args.dry_run:
+            from prefect.events.worker import EventsWorker
+
+            EventsWorker.drain_all()  # send what is queued before exiting
     return 0
 
 
@@ -190,8 +262,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="main job: sample data if empty, ingest, dvc repro")
+    p = sub.add_parser("run", help="main job: the Prefect flow `retrain` once (ingest, dvc repro, promote)")
+    p.add_argument("--force", action="store_true", help="run the pipeline even with too few new photos")
+    p.add_argument("--min-new-photos", type=int, default=1, help="fewer new photos than this: skip (default 1)")
+    p.add_argument("--no-sample", action="store_true", help="do not render the sample set into an empty workspace")
+    p.add_argument("--if-busy", choices=["wait", "skip"], default="wait", help="when another retrain runs")
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("serve", help="serve `retrain` with the nightly schedule and photo trigger (prefect.yaml)")
+    p.add_argument("--deployment", default="nightly-retrain", help="deployment in prefect.yaml")
+    p.add_argument("--prefect-yaml", help="default: prefect.yaml of this checkout")
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("watch", help="emit a Prefect event when photos land in the drop folder (watchdog)")
+    p.add_argument("--quiet-seconds", type=float, default=30.0, help="a batch ends after this long without new photos")
+    p.add_argument("--max-wait-seconds", type=float, default=600.0, help="send a trickling batch after this long")
+    p.add_argument("--dry-run", action="store_true", help="print events instead of sending them")
+    p.set_defaults(func=cmd_watch)
     p = sub.add_parser("sample-data", help="render the synthetic labelled photo set")
     p.add_argument("--out", help="folder (default: paths.incoming)")
     p.set_defaults(func=cmd_sample_data)
