@@ -409,6 +409,21 @@ def test_symlink_to_a_directory_is_quarantined_as_a_link_and_never_followed(tmp_
     assert entries(ws.incoming) == {}
 
 
+def test_a_fifo_wearing_a_photo_name_never_blocks_ingest_and_is_recorded_once(ws, pb):
+    fifo = ws.incoming / G / "pipe.jpg"
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)  # opening it for reading would block forever: ingest must not try
+    ws.put(f"{G}/ok.jpg", pb(seed=14))
+    report = ws.run()
+
+    assert [Path(f).name for f in report.accepted] == ["ok.jpg"]
+    assert category(reason_for(report, f"{G}/pipe.jpg")) == "not a regular file (FIFO, socket or device)"
+    assert fifo.exists() and not fifo.is_file()  # left in place: there is nothing to copy
+    again = ws.run()  # idempotent: still skipped, recorded in rejections.csv only once
+    assert again.accepted == [] and [f for f, _ in again.rejected] == [f"{G}/pipe.jpg"]
+    assert len([r for r in ws.rejections() if r["file"] == f"{G}/pipe.jpg"]) == 1
+
+
 def test_a_symlinked_metadata_csv_is_not_followed_and_does_not_linger(tmp_path, ws, pb):
     labels = tmp_path / "labels.csv"
     labels.write_text(f"file,shot\n{G}/a.jpg,wide\n")

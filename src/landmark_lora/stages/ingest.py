@@ -24,6 +24,7 @@ import hashlib
 import os
 import posixpath
 import shutil
+import stat
 import sys
 import tempfile
 import unicodedata
@@ -475,6 +476,14 @@ def ingest(params: Params, catalogue: dict[str, Landmark], progress: bool | None
         parts = rel.split("/")
         if src.is_symlink():
             reject(src, rel, f"symlink: not followed (points to {os.readlink(src)}); copy the real photo in instead")
+        elif not stat.S_ISREG(src.lstat().st_mode):
+            # A FIFO, socket or device: reading it could block forever and it holds no photo to keep.
+            # It stays where it is (nothing to copy), recorded once.
+            reason = "not a regular file (FIFO, socket or device): left in place, ingest skips it; remove it"
+            if (rel, reason) not in recorded_rows:
+                pending_rejects.append({"file": rel, "reason": reason, "quarantined_as": "", "rejected_at": now})
+                recorded_rows.add((rel, reason))
+            report.rejected.append((rel, reason))
         elif len(parts) == 1:
             reject(src, rel, "outside a landmark folder: put photos in data/incoming/<landmark-slug>/")
         elif _slug_of(parts[0]) not in catalogue:
