@@ -257,6 +257,11 @@ def test_resume_after_kill_continues_to_the_same_final_step(in_ws):
     # the curve continues in the same MLflow run, up to the final step
     steps = {m.step for m in _mlflow_client().get_metric_history(report["mlflow_run_id"], "loss")}
     assert set(range(1, 61)) <= steps
+    # and so does the DVC plot: every step once, the pre-crash rows carried over from the checkpoint
+    rows = Path("reports/plots/train_loss.csv").read_text().splitlines()
+    assert rows[0] == "step,loss,lr" and [int(r.split(",")[0]) for r in rows[1:]] == list(range(1, 61))
+    evals = Path("reports/plots/eval_loss.csv").read_text().splitlines()
+    assert [int(r.split(",")[0]) for r in evals[1:]] == [30, 60]
 
 
 def test_two_process_cpu_training(in_ws):

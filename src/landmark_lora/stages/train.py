@@ -359,10 +359,12 @@ def run_training(params: Params, export: bool = True, log_mlflow: bool = True,
     run_dir = RUNS_DIR / run_key(params, data_fp + fingerprint + str(accelerator.num_processes))
     resume_from = find_resume(params, run_dir)
     start_step, run_id = 0, None
+    curve: list[dict] = []  # one row per step (loss, lr, eval_loss when evaluated): DVC plots
     if resume_from is not None:
         state = json.loads((resume_from / "state.json").read_text())
         accelerator.load_state(str(resume_from))
         start_step, run_id = int(state["step"]), state.get("mlflow_run_id")
+        curve = [row for row in state.get("curve", []) if row["step"] <= start_step]
         if main:
             print(f"train: resuming from {resume_from} at step {start_step}/{cfg.max_steps}")
 
@@ -384,7 +386,7 @@ def run_training(params: Params, export: bool = True, log_mlflow: bool = True,
         accelerator.save_state(str(tmp))
         accelerator.wait_for_everyone()
         if main:
-            (tmp / "state.json").write_text(json.dumps({"step": step, "mlflow_run_id": run_id}))
+            (tmp / "state.json").write_text(json.dumps({"step": step, "mlflow_run_id": run_id, "curve": curve}))
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
             for old in complete_checkpoints(run_dir)[:-cfg.checkpoints_keep]:
@@ -430,6 +432,8 @@ def run_training(params: Params, export: bool = True, log_mlflow: bool = True,
                 eval_metrics = evaluate_loss(accelerator.unwrap_model(unet_p), scheduler, val_enc,
                                              cfg.eval_timesteps, cfg.eval_seed)
                 metrics.update(eval_metrics)
+            curve.append({"step": step, "loss": step_loss, "lr": lr,
+                          **({"eval_loss": eval_metrics["eval_loss"]} if "eval_loss" in metrics else {})})
             if mlflow_run:
                 import mlflow
 
@@ -467,6 +471,7 @@ def run_training(params: Params, export: bool = True, log_mlflow: bool = True,
                              start_step)
         if export:
             _write_report(params, result)
+            _write_curves(params, curve)
         if math.isfinite(final_loss) and step == cfg.max_steps:
             shutil.rmtree(run_dir, ignore_errors=True)  # finished: the next run starts fresh
         if mlflow_run:
@@ -540,6 +545,17 @@ def _write_report(params: Params, result: TrainResult) -> None:
         "diverged": not math.isfinite(result.final_loss),
     }
     (reports / "train.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _write_curves(params: Params, curve: list[dict]) -> None:
+    """reports/plots/{train_loss,eval_loss}.csv: the DVC plots of the train stage (`dvc plots show`,
+    `dvc plots diff` between commits). A resumed run carries the rows from its checkpoint."""
+    plots = Path(params.paths.reports) / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    lines = ["step,loss,lr"] + [f"{r['step']},{r['loss']:.6g},{r['lr']:.6g}" for r in curve]
+    (plots / "train_loss.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    lines = ["step,eval_loss"] + [f"{r['step']},{r['eval_loss']:.6g}" for r in curve if "eval_loss" in r]
+    (plots / "eval_loss.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 # ---------------------------------------------------------------- launching
