@@ -74,3 +74,23 @@ def test_prompt_set_is_capped_spread_over_landmarks_and_seeded():
     assert [p["seed"] for p in prompts] == [100, 101, 102, 103]
     assert prompt_set(params, list(reversed(val))) == prompts  # order-independent
     assert all(p["prompt"].startswith("lmksnap snapshot photo, in front of") for p in prompts)
+
+
+def test_each_grid_row_shows_the_real_photo_its_prompt_was_made_from(tmp_path):
+    from landmark_lora.stages.evaluate import write_grids
+
+    params = parse_params({"eval": {"max_prompts": 2}})
+    val = [{"landmark": "gyeongbokgung", "shot": s, "angle": "high_angle", "pose": "arms crossed", "width": 48,
+            "height": 64, "file_name": f"gyeongbokgung/{s}.png"} for s in ("close_up", "full_body")]
+    prompts = prompt_set(params, val)
+    assert [p["source"] for p in prompts] == ["gyeongbokgung/close_up.png", "gyeongbokgung/full_body.png"]
+    close = Image.new("RGB", (48, 64), (255, 0, 0))
+    full = Image.new("RGB", (48, 64), (0, 0, 255))
+    gen = Image.new("RGB", (48, 64), (128, 128, 128))
+    sets = {"prompts": prompts, "base": [gen, gen], "adapter": [gen, gen],
+            "refs": {("gyeongbokgung", "high_angle"): [close, full]}, "sources": {0: close, 1: full}}
+    grid = np.asarray(Image.open(write_grids(tmp_path, sets)["gyeongbokgung"]).convert("RGB"))
+    # the first column's two cells: red (close-up's own photo), then blue (the full-body one)
+    reds = np.where((grid[..., 0] > 200) & (grid[..., 2] < 50))[0]
+    blues = np.where((grid[..., 2] > 200) & (grid[..., 0] < 50))[0]
+    assert reds.size and blues.size and reds.max() < blues.min()

@@ -73,6 +73,7 @@ def prompt_set(params: Params, val: list[dict]) -> list[dict]:
                 "prompt": render_caption(params.caption, lm, rec["shot"], rec["angle"], rec["pose"]),
                 "landmark": rec["landmark"], "shot": rec["shot"], "angle": rec["angle"], "pose": rec["pose"],
                 "width": rec["width"], "height": rec["height"], "seed": params.eval.seed + len(prompts),
+                "source": rec["file_name"],  # the real photo the labels came from: the grid shows it
             })
     return prompts
 
@@ -156,7 +157,9 @@ def clip_score(params: Params, images: list[Image.Image], prompts: list[dict]) -
 def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None = None) -> tuple[dict, dict]:
     """Every metric for base and adapter on the current val data. Returns (metrics, images)."""
     base = resolve_base(params.model)
-    val = read_split(Path(params.paths.processed), "val") or read_split(Path(params.paths.processed), "train")
+    processed = Path(params.paths.processed)
+    split = "val" if read_split(processed, "val") else "train"
+    val = read_split(processed, split)
     prompts = prompts if prompts is not None else prompt_set(params, val)
     refs = _references(params)
     pipe = load_pipeline(base)
@@ -182,7 +185,14 @@ def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None 
         "eval_loss_by_timestep": {k: v for k, v in adapter_loss.items() if k != "eval_loss"},
         "prompts": len(prompts),
     }
-    return metrics, {"prompts": prompts, "base": base_images, "adapter": adapter_images, "refs": refs}
+    sources = {}
+    for i, p in enumerate(prompts):
+        src = processed / split / p.get("source", "")
+        if p.get("source") and src.is_file():
+            with Image.open(src) as im:
+                sources[i] = im.convert("RGB")
+    return metrics, {"prompts": prompts, "base": base_images, "adapter": adapter_images, "refs": refs,
+                     "sources": sources}
 
 
 # ---------------------------------------------------------------- reports
@@ -211,8 +221,9 @@ def write_grids(out_dir: Path, sets: dict) -> dict[str, Path]:
     for old in out_dir.glob("*.png"):
         old.unlink()
     per_landmark: dict[str, list] = {}
-    for p, b, a in zip(sets["prompts"], sets["base"], sets["adapter"]):
-        real = (sets["refs"].get((p["landmark"], p["angle"])) or [None])[0]
+    for i, (p, b, a) in enumerate(zip(sets["prompts"], sets["base"], sets["adapter"])):
+        # the val photo the prompt was made from; else any real photo of that landmark and angle
+        real = sets.get("sources", {}).get(i) or (sets["refs"].get((p["landmark"], p["angle"])) or [None])[0]
         per_landmark.setdefault(p["landmark"], []).append((real, b, a, f"{p['shot']}, {p['angle']}, {p['pose']}"))
     paths = {}
     for landmark, rows in sorted(per_landmark.items()):
