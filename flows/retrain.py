@@ -44,6 +44,7 @@ from landmark_lora.orchestration import (
     is_transient_error,
     lock_path,
     pipeline_lock,
+    print_outcome,
     promote_all_or_nothing,
     render_report,
     render_sample_if_empty,
@@ -207,14 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     state = retrain(force=args.force, min_new_photos=args.min_new_photos, workdir=args.workdir,
                     params_path=args.params, sample_if_empty=not args.no_sample, if_busy=args.if_busy,
                     return_state=True)
-    if state.is_failed():
-        print(f"retrain: FAILED: {state.message}", file=sys.stderr)
-        return 1
-    outcome = state.result()
-    print(f"retrain: {outcome['reason']}")
-    for what, where in outcome["where_to_look"].items():
-        print(f"  {what:<16}: {where}")
-    return 0
+    return print_outcome(state, "retrain")
 
 
 if __name__ == "__main__":

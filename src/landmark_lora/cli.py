@@ -165,21 +165,13 @@ def cmd_run(params: Params, args: argparse.Namespace) -> int:
         print("landmark-lora run: --set does not reach the DVC stages (they read params.yaml); edit "
               f"{args.params} instead", file=sys.stderr)
         return EXIT_USAGE
-    from landmark_lora.orchestration import load_retrain_flow
+    from landmark_lora.orchestration import load_retrain_flow, print_outcome
 
     _quiet_prefect_defaults()
     retrain = load_retrain_flow()
     state = retrain(force=args.force, min_new_photos=args.min_new_photos, workdir=".", params_path=args.params,
                     sample_if_empty=not args.no_sample, if_busy=args.if_busy, return_state=True)
-    if state.is_failed():
-        print(f"run: FAILED: {state.message}", file=sys.stderr)
-        print(f"  details: {params.paths.reports}/retrain.md, {params.paths.cache}/retrain/dvc-repro.log", file=sys.stderr)
-        return 1
-    outcome = state.result()
-    print(f"run: {outcome['reason']}")
-    for what, where in outcome["where_to_look"].items():
-        print(f"  {what:<16}: {where}")
-    return 0
+    return print_outcome(state, "run", f"{params.paths.reports}/retrain.md, {params.paths.cache}/retrain/dvc-repro.log")
 
 
 def _quiet_prefect_defaults() -> None:

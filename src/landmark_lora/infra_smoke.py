@@ -302,28 +302,6 @@ def create_user(stack: Stack) -> str:
 # ---------------------------------------------------------------- the pipeline side
 
 
-def write_processed(root: Path, n_train: int = 6, n_val: int = 2) -> None:
-    """A small processed dataset in two buckets, laid out as the preprocess stage writes it."""
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    shots = ["upper_body", "wide"]
-    for split, n in (("train", n_train), ("val", n_val)):
-        recs = []
-        for i in range(n):
-            w, h = ((64, 64), (72, 56))[i % 2]
-            name = f"gyeongbokgung/{split}{i}.png"
-            path = root / "data/processed" / split / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            base = np.linspace(0, 255, w * h * 3).reshape(h, w, 3)
-            Image.fromarray((base * 0.5 + rng.integers(0, 120, (h, w, 3))).clip(0, 255).astype(np.uint8)).save(path)
-            recs.append({"file_name": name, "text": f"lmksnap snapshot photo, {shots[i % 2]} shot, in front of Gyeongbokgung",
-                         "landmark": "gyeongbokgung", "shot": shots[i % 2], "angle": "eye_level", "pose": "waving",
-                         "width": w, "height": h, "sha256": f"{split}{i}", "raw_file": name, "person_box": False})
-        (root / "data/processed" / split / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
-
-
 def smoke_params(stack: Stack):
     from landmark_lora.config import parse_params
 
@@ -376,6 +354,8 @@ def run_smoke(workdir: Path, db: Database) -> None:
 
         # While the server migrates its databases: data and latents need no tracking server.
         from landmark_lora.stages.cache_latents import cache_latents
+
+        from landmark_lora.tiny_data import write_processed
 
         write_processed(workspace)
         with pipeline_env(stack, workspace, planted_token):

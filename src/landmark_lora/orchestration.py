@@ -476,6 +476,20 @@ def where_to_look(params: Params) -> list[tuple[str, str]]:
     ]
 
 
+def print_outcome(state, prog: str, hint: str = "") -> int:
+    """Exit code and a short summary of a finished ``retrain`` flow run (its Prefect state)."""
+    if state.is_failed():
+        print(f"{prog}: FAILED: {state.message}", file=sys.stderr)
+        if hint:
+            print(f"  details: {hint}", file=sys.stderr)
+        return 1
+    outcome = state.result()
+    print(f"{prog}: {outcome['reason']}")
+    for what, where in outcome["where_to_look"].items():
+        print(f"  {what:<16}: {where}")
+    return 0
+
+
 _METRICS = ("eval_loss", "background_consistency", "shot_agreement", "output_change", "clip_score")
 
 

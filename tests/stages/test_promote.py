@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import save_file
-from test_train import TINY, _deep_merge, write_processed
+from test_train import TINY, _deep_merge
 
 from landmark_lora.config import parse_params
 from landmark_lora.stages.promote import (
@@ -23,6 +23,7 @@ from landmark_lora.stages.promote import (
     rollback,
     sanity_gates,
 )
+from landmark_lora.tiny_data import write_processed
 
 GOOD = {"eval_loss": 1.00, "background_consistency": 0.50, "shot_agreement": 0.60, "output_change": 0.05}
 P = parse_params({})

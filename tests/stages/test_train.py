@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
 from landmark_lora.config import parse_params
+from landmark_lora.tiny_data import write_processed
 
 TINY = {
     "train": {"max_steps": 4, "batch_size": 2, "eval_every": 2, "checkpoint_every": 2, "warmup_steps": 1,
@@ -31,25 +31,6 @@ def _deep_merge(a: dict, b: dict) -> dict:
     for k, v in b.items():
         out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
-
-
-def write_processed(root: Path, n_train: int = 6, n_val: int = 2) -> None:
-    """A small processed dataset in two buckets, as the preprocess stage lays it out."""
-    rng = np.random.default_rng(0)
-    shots = ["upper_body", "wide"]
-    for split, n in (("train", n_train), ("val", n_val)):
-        recs = []
-        for i in range(n):
-            w, h = ((64, 64), (72, 56))[i % 2]
-            name = f"gyeongbokgung/{split}{i}.png"
-            path = root / "data/processed" / split / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            base = np.linspace(0, 255, w * h * 3).reshape(h, w, 3)
-            Image.fromarray((base * 0.5 + rng.integers(0, 120, (h, w, 3))).clip(0, 255).astype(np.uint8)).save(path)
-            recs.append({"file_name": name, "text": f"lmksnap snapshot photo, {shots[i % 2]} shot, in front of Gyeongbokgung",
-                         "landmark": "gyeongbokgung", "shot": shots[i % 2], "angle": "eye_level", "pose": "waving",
-                         "width": w, "height": h, "sha256": f"{split}{i}", "raw_file": name, "person_box": False})
-        (root / "data/processed" / split / "metadata.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
 
 
 @pytest.fixture(scope="module")
