@@ -61,13 +61,17 @@ def read_rows(raw_dir: str | Path) -> list[dict]:
 
 
 def write_rows(raw_dir: str | Path, rows: list[dict]) -> None:
-    """Replace the table atomically (temp file, fsync, rename): a crash leaves old or new, never half."""
-    path = table_path(raw_dir)
+    """Replace the table atomically: a crash leaves old or new, never half."""
+    write_csv_atomic(table_path(raw_dir), COLUMNS, rows)
+
+
+def write_csv_atomic(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
+    """Write a CSV next to ``path`` (temp file, fsync), then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".metadata-", suffix=".csv.tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=f"{path.suffix}.tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
+            writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
             fh.flush()

@@ -362,15 +362,7 @@ def _read_rejections(quarantine: Path) -> list[dict]:
 
 
 def _write_rejections(quarantine: Path, rows: list[dict]) -> None:
-    quarantine.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".rejections-", dir=quarantine)
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=REJECTION_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, quarantine / REJECTIONS)
+    rawtable.write_csv_atomic(quarantine / REJECTIONS, REJECTION_COLUMNS, rows)
 
 
 def _remove_partials(*roots: Path) -> None:

@@ -47,6 +47,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from landmark_lora.catalogue import ANGLES, SHOTS, UNSPECIFIED, Landmark
 from landmark_lora.config import SampleDataConfig
+from landmark_lora.stages.ingest import MANIFEST, MANIFEST_COLUMNS  # the drop folder's label file
 
 POSES: tuple[str, ...] = (
     "standing relaxed",
@@ -58,8 +59,6 @@ POSES: tuple[str, ...] = (
     "sitting on steps",
 )
 
-MANIFEST = "metadata.csv"
-MANIFEST_COLUMNS = ("file", "shot", "angle", "pose", "caption")
 
 SS = 2  # draw at 2x and downsample: anti-aliased edges without per-primitive AA
 RGB = tuple[int, int, int]
