@@ -86,10 +86,14 @@ def test_each_grid_row_shows_the_real_photo_its_prompt_was_made_from(tmp_path):
     assert [p["source"] for p in prompts] == ["gyeongbokgung/close_up.png", "gyeongbokgung/full_body.png"]
     close = Image.new("RGB", (48, 64), (255, 0, 0))
     full = Image.new("RGB", (48, 64), (0, 0, 255))
+    val_dir = tmp_path / "val" / "gyeongbokgung"
+    val_dir.mkdir(parents=True)
+    close.save(val_dir / "close_up.png")
+    full.save(val_dir / "full_body.png")
     gen = Image.new("RGB", (48, 64), (128, 128, 128))
     sets = {"prompts": prompts, "base": [gen, gen], "adapter": [gen, gen],
-            "refs": {("gyeongbokgung", "high_angle"): [close, full]}, "sources": {0: close, 1: full}}
-    grid = np.asarray(Image.open(write_grids(tmp_path, sets)["gyeongbokgung"]).convert("RGB"))
+            "refs": {("gyeongbokgung", "high_angle"): [close, full]}, "source_dir": tmp_path / "val"}
+    grid = np.asarray(Image.open(write_grids(tmp_path / "samples", sets)["gyeongbokgung"]).convert("RGB"))
     # the first column's two cells: red (close-up's own photo), then blue (the full-body one)
     reds = np.where((grid[..., 0] > 200) & (grid[..., 2] < 50))[0]
     blues = np.where((grid[..., 2] > 200) & (grid[..., 0] < 50))[0]

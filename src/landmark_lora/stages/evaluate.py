@@ -185,14 +185,8 @@ def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None 
         "eval_loss_by_timestep": {k: v for k, v in adapter_loss.items() if k != "eval_loss"},
         "prompts": len(prompts),
     }
-    sources = {}
-    for i, p in enumerate(prompts):
-        src = processed / split / p.get("source", "")
-        if p.get("source") and src.is_file():
-            with Image.open(src) as im:
-                sources[i] = im.convert("RGB")
     return metrics, {"prompts": prompts, "base": base_images, "adapter": adapter_images, "refs": refs,
-                     "sources": sources}
+                     "source_dir": processed / split}
 
 
 # ---------------------------------------------------------------- reports
@@ -216,14 +210,22 @@ def _grid(rows: list[tuple[Image.Image | None, Image.Image, Image.Image, str]], 
     return grid
 
 
+def _source_photo(folder: Path | None, name: str | None) -> Image.Image | None:
+    if not folder or not name or not (Path(folder) / name).is_file():
+        return None
+    with Image.open(Path(folder) / name) as im:
+        return im.convert("RGB")
+
+
 def write_grids(out_dir: Path, sets: dict) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("*.png"):
         old.unlink()
     per_landmark: dict[str, list] = {}
-    for i, (p, b, a) in enumerate(zip(sets["prompts"], sets["base"], sets["adapter"])):
+    for p, b, a in zip(sets["prompts"], sets["base"], sets["adapter"]):
         # the val photo the prompt was made from; else any real photo of that landmark and angle
-        real = sets.get("sources", {}).get(i) or (sets["refs"].get((p["landmark"], p["angle"])) or [None])[0]
+        real = _source_photo(sets.get("source_dir"), p.get("source"))
+        real = real or (sets["refs"].get((p["landmark"], p["angle"])) or [None])[0]
         per_landmark.setdefault(p["landmark"], []).append((real, b, a, f"{p['shot']}, {p['angle']}, {p['pose']}"))
     paths = {}
     for landmark, rows in sorted(per_landmark.items()):
