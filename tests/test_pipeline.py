@@ -11,21 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from workspace import build_workspace
 
-REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-FAST = {
-    "sample_data": {"poses_per_view": 1},
-    "validation": {"min_photos_per_landmark": 10},
-    "train": {"max_steps": 4, "batch_size": 2, "eval_every": 4, "checkpoint_every": 100},
-    "eval": {"max_prompts": 2, "num_inference_steps": 2},
-    "mlflow": {"system_metrics": False},
-}
-
-
-def _merge(a: dict, b: dict) -> dict:
-    return {**a, **{k: _merge(a.get(k, {}), v) if isinstance(v, dict) else v for k, v in b.items()}}
+# On top of workspace.FAST_PARAMS; all five landmarks (75 photos).
+PARAMS = {"validation": {"min_photos_per_landmark": 10}, "train": {"checkpoint_every": 100}}
 
 
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -38,18 +28,7 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def clone(tmp_path_factory) -> Path:
     """A copy of the committed and working-tree files, as a user's clone would have them."""
-    root = tmp_path_factory.mktemp("clone")
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for rel in files:
-        src = REPO / rel
-        if src.is_file():
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (root / rel).write_bytes(src.read_bytes())
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    (root / "params.yaml").write_text(yaml.safe_dump(_merge(params, FAST), sort_keys=False))
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    return root
+    return build_workspace(tmp_path_factory.mktemp("clone") / "ws", PARAMS, landmarks=None)
 
 
 @pytest.mark.slow

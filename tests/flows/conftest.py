@@ -1,12 +1,11 @@
-"""Fixtures for the flow tests: a Prefect test server, the flow module, small workspaces, and a
-real `mlflow server` on loopback.
+"""Fixtures for the flow tests: a Prefect test server, the flow module, and a real
+`mlflow server` on loopback.
 
-    def test_x(retrain_module, make_workspace):
-        ws = make_workspace()                        # a git repo in tmp with a tiny, fast params.yaml
+    def test_x(retrain_module, tmp_path):
+        ws = build_workspace(tmp_path / "ws")        # tests/workspace.py: a fast, two-landmark clone
         retrain_module.retrain(workdir=str(ws))
 
 One Prefect server (prefect_test_harness) serves the whole session: starting it costs ~10 s.
-Workspace helpers live in flow_helpers.py.
 """
 
 from __future__ import annotations
@@ -19,7 +18,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from flow_helpers import REPO, build_workspace, free_port
+from workspace import REPO
+
+from landmark_lora.infra_smoke import free_port
 
 for _key, _value in {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
                      "GX_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}.items():
@@ -41,13 +42,6 @@ def retrain_module():
     from prefect.utilities.importtools import load_script_as_module
 
     return load_script_as_module(str(REPO / "flows" / "retrain.py"))
-
-
-@pytest.fixture
-def make_workspace(tmp_path):
-    """``make_workspace(params=None) -> Path``: build_workspace under this test's tmp_path."""
-    counter = iter(range(100))
-    return lambda params=None: build_workspace(tmp_path / f"ws{next(counter)}", params)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import time
 
 import pytest
 import yaml
-from flow_helpers import build_workspace
+from workspace import build_workspace
 
 from landmark_lora import rawtable
 from landmark_lora.orchestration import lock_path, pipeline_lock

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from flow_helpers import REPO
+from workspace import REPO
 
 from landmark_lora.orchestration import EVENT_PHOTOS_ARRIVED, EVENT_RESOURCE_ID, deployment_spec, serve_kwargs
 from landmark_lora.watcher import PhotoBatcher, emit_photos_arrived, is_photo, watch

@@ -45,9 +45,7 @@ def test_pipeline_tracks_registers_and_promotes_through_the_mlflow_server():
 
 
 def test_unreachable_postgres_exits_2_and_says_how_to_start_it():
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = infra_smoke.free_port()  # nothing listens on it
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["LANDMARK_SMOKE_PG_ADMIN"] = f"postgresql://postgres@127.0.0.1:{port}/test"
     proc = _smoke(env)

@@ -1,0 +1,71 @@
+"""A user's clone in a temp folder, for the end-to-end tests (tests/test_pipeline.py, tests/flows/):
+
+    from workspace import build_workspace
+    ws = build_workspace(tmp / "ws")                                   # fast params, two landmarks
+    ws = build_workspace(tmp / "ws", {"train": {"checkpoint_every": 100}}, landmarks=None)  # all five
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Two landmarks instead of five: the same pipeline, a third of the photos.
+TEST_LANDMARKS = ("gyeongbokgung", "haeundae_beach")
+FAST_PARAMS = {
+    "sample_data": {"poses_per_view": 1},
+    "validation": {"min_photos_per_landmark": 5},
+    "train": {"max_steps": 4, "batch_size": 2, "eval_every": 4, "checkpoint_every": 4},
+    "eval": {"max_prompts": 2, "num_inference_steps": 2},
+    "mlflow": {"system_metrics": False},
+}
+# Never copied into a workspace: data, outputs and local state of the checkout.
+_SKIP_TOP = {"tests", "data", "models", "mlruns", "reports", ".cache", ".venv", ".git", ".dvc-storage", "gx"}
+
+
+def _repo_files() -> list[str]:
+    """Tracked and untracked-but-not-ignored files of the checkout (falls back to a walk)."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                             text=True, check=True, timeout=60).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        out = [str(p.relative_to(REPO)) for p in REPO.rglob("*") if p.is_file()]
+    return [f for f in out if f.split("/", 1)[0] not in _SKIP_TOP and "__pycache__" not in f]
+
+
+def build_workspace(root: Path, params: dict | None = None,
+                    landmarks: tuple[str, ...] | None = TEST_LANDMARKS) -> Path:
+    """A copy of the checkout at ``root`` with its own git repo and commit.
+
+    params.yaml gets FAST_PARAMS, then ``params`` merged key by key within each section;
+    ``landmarks`` limits the catalogue (None: every landmark)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for rel in _repo_files():
+        src = REPO / rel
+        if src.is_file():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, root / rel)
+    raw = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    if landmarks is not None:
+        catalogue = yaml.safe_load((REPO / "src/landmark_lora/data/landmarks.yaml").read_text(encoding="utf-8"))
+        (root / "landmarks-test.yaml").write_text(
+            yaml.safe_dump([c for c in catalogue if c["slug"] in landmarks], allow_unicode=True), encoding="utf-8")
+        raw["catalogue"] = "landmarks-test.yaml"
+    for overrides in (FAST_PARAMS, params or {}):
+        for section, values in overrides.items():
+            raw[section] = {**(raw.get(section) or {}), **values}
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    tiny = REPO / "models" / "base-tiny"
+    if (tiny / "model_index.json").is_file():  # building it again costs ~10 s; same config, same weights
+        shutil.copytree(tiny, root / "models" / "base-tiny")
+    git = ["git", "-c", "user.email=tests@landmark-lora", "-c", "user.name=tests", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*git, "commit", "-qm", "workspace"], cwd=root, check=True)
+    return root
+
