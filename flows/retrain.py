@@ -205,6 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-sample", action="store_true", help="do not render the sample set into an empty workspace")
     parser.add_argument("--if-busy", choices=["wait", "skip"], default="wait")
     args = parser.parse_args(argv)
+    from landmark_lora.prefect_api import EXIT_TEMPFAIL, PrefectStartupError, ensure_prefect_api
+
+    try:  # the same robust start as `landmark-lora run`
+        ensure_prefect_api("python flows/retrain.py", log=print)
+    except PrefectStartupError as err:
+        print(err, file=sys.stderr)
+        return EXIT_TEMPFAIL
     state = retrain(force=args.force, min_new_photos=args.min_new_photos, workdir=args.workdir,
                     params_path=args.params, sample_if_empty=not args.no_sample, if_busy=args.if_busy,
                     return_state=True)

@@ -166,8 +166,14 @@ def cmd_run(params: Params, args: argparse.Namespace) -> int:
               f"{args.params} instead", file=sys.stderr)
         return EXIT_USAGE
     from landmark_lora.orchestration import load_retrain_flow, print_outcome
+    from landmark_lora.prefect_api import EXIT_TEMPFAIL, PrefectStartupError, ensure_prefect_api
 
     _quiet_prefect_defaults()
+    try:  # migrated database, generous timeout, one retry: a busy machine must not stop the run
+        ensure_prefect_api("landmark-lora run", log=print)
+    except PrefectStartupError as err:
+        print(err, file=sys.stderr)
+        return EXIT_TEMPFAIL
     retrain = load_retrain_flow()
     state = retrain(force=args.force, min_new_photos=args.min_new_photos, workdir=".", params_path=args.params,
                     sample_if_empty=not args.no_sample, if_busy=args.if_busy, return_state=True)
