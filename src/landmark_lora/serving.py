@@ -7,6 +7,10 @@ Why a pyfunc and not ``mlflow.diffusers``: that flavour records the base model o
 Hugging Face id or path; the embedded tiny base is a local folder, so it would not load on
 another machine. The pyfunc bundles the adapter always, and the base when it is the embedded
 tiny one (a few MB); a real checkpoint is referenced by id/path and its fingerprint.
+
+Logged as MLflow *models from code*: the model directory holds ``serving_model.py`` (a copy of
+``landmark_lora/serving_model.py``) and its settings in ``MLmodel`` (``model_config``), not a
+cloudpickled object, so loading a model never unpickles anything from the artifact store.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 
+# The file MLflow copies into each logged model and runs on load (it calls mlflow.models.set_model).
+MODEL_CODE = Path(__file__).with_name("serving_model.py")
+
+
 class LandmarkLoraModel(mlflow.pyfunc.PythonModel):
     """predict(DataFrame or list of dicts with ``prompt`` [, ``seed``, ``width``, ``height``]) ->
     list of base64 PNG strings."""
@@ -31,6 +39,10 @@ class LandmarkLoraModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from landmark_lora.stages.evaluate import load_pipeline
 
+        config = context.model_config or {}  # models from code: the settings live in MLmodel
+        self.base_ref = config.get("base_ref", self.base_ref)
+        self.steps = int(config.get("steps", self.steps))
+        self.guidance = float(config.get("guidance", self.guidance))
         base = context.artifacts.get("base") or self.base_ref
         self.pipe = load_pipeline(Path(base), Path(context.artifacts["adapter"]))
 
@@ -59,11 +71,15 @@ class LandmarkLoraModel(mlflow.pyfunc.PythonModel):
 def log_adapter_model(adapter_dir: Path, base_spec: str, base_path: Path, steps: int, guidance: float):
     """Log the pyfunc into the active run. Returns the ModelInfo."""
     artifacts = {"adapter": str(adapter_dir)}
+    config: dict = {"steps": int(steps), "guidance": float(guidance)}
     if base_spec == "tiny":
         artifacts["base"] = str(base_path)
+    else:
+        config["base_ref"] = base_spec
     return mlflow.pyfunc.log_model(
         name="model",
-        python_model=LandmarkLoraModel(None if base_spec == "tiny" else base_spec, steps, guidance),
+        python_model=str(MODEL_CODE),  # models from code: no pickle in the model directory
+        model_config=config,
         artifacts=artifacts,
         pip_requirements=["landmark-lora", "diffusers", "peft", "torch", "transformers"],
         # An explicit signature: an input_example would make MLflow load and run the model here.
