@@ -240,6 +240,58 @@ def find_resume(params: Params, run_dir: Path) -> Path | None:
     return path
 
 
+class CheckpointNotShared(RuntimeError):
+    """A rank cannot read the checkpoint rank 0 resumes from (multi-node without shared storage)."""
+
+
+def shared_resume_point(accelerator, params: Params, run_dir: Path) -> Path | None:
+    """The checkpoint every rank resumes from: rank 0 chooses it and broadcasts its path.
+
+    Only rank 0 writes checkpoints, so a rank on another node finds it only when ``.cache/train``
+    is on storage all nodes share. Each rank checks that it reads the same ``state.json`` as
+    rank 0; if one cannot, every rank raises CheckpointNotShared naming the path, instead of
+    some ranks starting at step 0 while rank 0 resumes."""
+    import socket
+
+    n = accelerator.num_processes
+    choice: list[dict | None] = [None]
+    if accelerator.is_main_process:
+        try:
+            found = find_resume(params, run_dir)
+            digest = hashlib.sha256((found / "state.json").read_bytes()).hexdigest() if found else ""
+            choice = [{"path": str(found) if found else None, "sha256": digest}]
+        except (OSError, ValueError) as err:  # say it on every rank, not only on rank 0
+            choice = [{"error": f"{type(err).__name__}: {err}"}]
+    if n > 1:
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(choice, from_process=0)
+    pick = choice[0] or {}
+    if pick.get("error"):
+        raise FileNotFoundError(pick["error"])
+    path = Path(pick["path"]) if pick.get("path") else None
+    problem = ""
+    if path is not None and not accelerator.is_main_process:
+        where = f"rank {accelerator.process_index} on {socket.gethostname()} (cwd {Path.cwd()})"
+        try:
+            if hashlib.sha256((path / "state.json").read_bytes()).hexdigest() != pick["sha256"]:
+                problem = f"{where} sees a different {path / 'state.json'} than rank 0"
+        except OSError as err:
+            problem = f"{where} cannot read {path / 'state.json'} ({err.strerror or err})"
+    problems = [problem]
+    if n > 1:
+        from accelerate.utils import gather_object
+
+        problems = gather_object([problem])
+    problems = [p for p in problems if p]
+    if problems:
+        raise CheckpointNotShared(
+            f"train: rank 0 resumes from checkpoint {path}, but " + "; ".join(problems) + ". Only rank 0 "
+            f"writes checkpoints, so for a multi-node run {RUNS_DIR} must be on storage every node shares "
+            "(NFS, a shared volume; docs/deploy.md, 'Several nodes'). Or start over with --set train.resume=never.")
+    return path
+
+
 # ---------------------------------------------------------------- the run
 
 
@@ -357,7 +409,7 @@ def run_training(params: Params, export: bool = True, log_mlflow: bool = True,
     accelerator.register_load_state_pre_hook(load_hook)
 
     run_dir = RUNS_DIR / run_key(params, data_fp + fingerprint + str(accelerator.num_processes))
-    resume_from = find_resume(params, run_dir)
+    resume_from = shared_resume_point(accelerator, params, run_dir)
     start_step, run_id = 0, None
     curve: list[dict] = []  # one row per step (loss, lr, eval_loss when evaluated): DVC plots
     if resume_from is not None:
