@@ -399,3 +399,17 @@ def test_an_unreadable_cache_entry_counts_as_a_miss_and_is_rewritten(ingested):
     for meta in metas:
         assert "bucket" in json.loads(meta.read_text())
     assert preprocess(ingested, CAT).cache_hits == 3
+
+
+def test_a_table_temp_file_left_by_a_killed_write_is_removed(ws_plain, pb):
+    ws = ws_plain
+    ws.put(f"{G}/a.jpg", pb(seed=90))
+    ws.run()
+    killed = ws.raw / ".metadata.csv.k1l2m3.tmp"  # kill -9 inside fsutil.write_csv_atomic
+    killed.write_bytes(b"file,landmark\nhalf")
+    (ws.quarantine).mkdir(exist_ok=True)
+    (ws.quarantine / ".rejections.csv.x9y8.tmp").write_bytes(b"file,re")
+    ws.put(f"{G}/b.jpg", pb(seed=91))
+    assert ws.run().accepted == [f"{G}/b.jpg"]
+    assert entries(ws.raw, skip=("metadata.csv",)).keys() == {f"{G}/a.jpg", f"{G}/b.jpg"}
+    assert entries(ws.quarantine) == {}

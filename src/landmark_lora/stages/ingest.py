@@ -434,6 +434,7 @@ def _copy_verified(src: Path, dest: Path, sha: str | None, look: os.stat_result 
         tmp.unlink(missing_ok=True)
         os.symlink(os.readlink(src), tmp)
         os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
         return
     fd, tmp_name = tempfile.mkstemp(prefix=PARTIAL_PREFIX, dir=dest.parent)
     tmp = Path(tmp_name)
@@ -472,6 +473,11 @@ def _remove_partials(*roots: Path) -> None:
             for p in root.rglob(f"{PARTIAL_PREFIX}*"):
                 if p.is_symlink() or p.is_file():  # not a user's folder that shares the prefix
                     p.unlink(missing_ok=True)
+            # The atomic writer's temp file of a table, left by a kill -9 mid-write (never read).
+            for name in (rawtable.TABLE_NAME, REJECTIONS):
+                for p in root.glob(f".{name}.*.tmp"):
+                    if p.is_file() and not p.is_symlink():
+                        p.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- the run
