@@ -540,6 +540,8 @@ def render_report(outcome: dict, params: Params) -> str:
         lines.append(f"  - {n} x {reason}")
     if ingest.get("rejections_csv"):
         lines.append(f"  - details: `{ingest['rejections_csv']}`")
+    if ingest.get("left"):
+        lines.append(f"- still arriving, left for the next run: {ingest['left']}")
     lines += [f"- accepted but not trained before this run: {photos.get('untrained', 0)}", ""]
     if outcome.get("failure"):
         f = outcome["failure"]

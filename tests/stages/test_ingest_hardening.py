@@ -413,3 +413,12 @@ def test_a_table_temp_file_left_by_a_killed_write_is_removed(ws_plain, pb):
     assert ws.run().accepted == [f"{G}/b.jpg"]
     assert entries(ws.raw, skip=("metadata.csv",)).keys() == {f"{G}/a.jpg", f"{G}/b.jpg"}
     assert entries(ws.quarantine) == {}
+
+
+def test_the_retrain_report_says_how_many_photos_were_left_arriving(tmp_path, make_params):
+    from landmark_lora.orchestration import render_report
+
+    outcome = {"status": "skipped", "reason": "no new photos", "photos": {"pending": 2, "ingest": {"left": 2}}}
+    assert "- still arriving, left for the next run: 2" in render_report(outcome, make_params(tmp_path))
+    outcome["photos"]["ingest"]["left"] = 0
+    assert "still arriving" not in render_report(outcome, make_params(tmp_path))
