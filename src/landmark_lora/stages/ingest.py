@@ -722,7 +722,8 @@ def ingest(params: Params, catalogue: dict[str, Landmark], progress: bool | None
                     pending_remove.append((src, look))
                     report.accepted.append(row["file"])
         except _Changed:
-            left.add(src)  # being written or swapped under us: no copy kept, the original stays
+            if _lstat(src) is not None:  # being written or swapped under us: no copy kept, the original stays
+                left.add(src)
         if len(pending_remove) >= BATCH:
             commit()
 
