@@ -31,11 +31,13 @@ PATH_LAYOUT = {
 
 
 def build_params(root: str | Path, **overrides: Any) -> Params:
-    """A validated Params with every ``paths.*`` under ``root``.
+    """A validated Params with every ``paths.*`` under ``root`` (and ``ingest.min_age_s`` 0).
 
     ``overrides`` are sections merged over that: ``build_params(tmp, ingest={"min_side": 8})``.
     """
     raw: dict[str, Any] = {"paths": {k: str(Path(root) / v) for k, v in PATH_LAYOUT.items()}}
+    # Test files are complete when written: no waiting for them to settle (tests of that set it).
+    raw["ingest"] = {"min_age_s": 0}
     for section, values in overrides.items():
         if isinstance(values, dict) and isinstance(raw.get(section), dict):
             raw[section] = {**raw[section], **values}

@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_LANDMARKS = ("gyeongbokgung", "haeundae_beach")
 FAST_PARAMS = {
     "sample_data": {"poses_per_view": 1},
+    "ingest": {"min_age_s": 0},  # photos are rendered complete just before ingest
     "validation": {"min_photos_per_landmark": 5},
     "train": {"max_steps": 4, "batch_size": 2, "eval_every": 4, "checkpoint_every": 4},
     "eval": {"max_prompts": 2, "num_inference_steps": 2},

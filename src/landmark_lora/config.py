@@ -37,6 +37,27 @@ class PathsConfig(_Section):
     reports: Path = Path("reports")
     cache: Path = Path(".cache")
 
+    @model_validator(mode="after")
+    def _drop_raw_quarantine_apart(self) -> "PathsConfig":
+        # Ingest empties incoming into raw and quarantine: nested folders would ingest its own output.
+        keys = ("incoming", "raw", "quarantine")
+        where = {k: Path(getattr(self, k)).expanduser().resolve() for k in keys}
+        for i, a in enumerate(keys):
+            for b in keys[i + 1 :]:
+                pa, pb = where[a], where[b]
+                if pa == pb:
+                    raise ValueError(
+                        f"paths.{a} and paths.{b} are the same folder ({getattr(self, a)}); "
+                        "give each of paths.incoming, paths.raw and paths.quarantine its own folder"
+                    )
+                inner, outer = (a, b) if pb in pa.parents else (b, a) if pa in pb.parents else (None, None)
+                if inner:
+                    raise ValueError(
+                        f"paths.{inner} ({getattr(self, inner)}) is inside paths.{outer} ({getattr(self, outer)}); "
+                        "paths.incoming, paths.raw and paths.quarantine must not contain one another"
+                    )
+        return self
+
 
 class SampleDataConfig(_Section):
     seed: int = 1234
@@ -55,6 +76,9 @@ class IngestConfig(_Section):
     max_file_mb: float = Field(200.0, gt=0)
     progress_threshold: int = Field(50, ge=0, description="show a progress bar from this many files")
     dvc_add: bool = True
+    # A file changed (mtime/ctime) more recently than this may still be being written: it waits
+    # in the drop folder for the next run. 0 = take every file as it is (tests).
+    min_age_s: float = Field(10.0, ge=0, le=3600)
 
 
 class ValidationConfig(_Section):

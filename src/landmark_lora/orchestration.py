@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from landmark_lora import fsutil
 from landmark_lora.config import Params
 
 LOCK_NAME = "retrain.lock"
@@ -245,6 +246,7 @@ class IngestSummary:
     resumed: int = 0
     versioned: bool = False
     rejections_csv: str = ""
+    left: int = 0  # still arriving: stay in the drop folder for the next run
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -271,6 +273,7 @@ def ingest_photos(params: Params, log: Log = say) -> IngestSummary:
         rejected=list(report.rejected),
         reasons=dict(Counter(report.reasons()).most_common()),
         resumed=report.resumed,
+        left=len(report.left),
         rejections_csv=str(Path(params.paths.quarantine) / REJECTIONS) if report.rejected else "",
     )
     if report.accepted and params.ingest.dvc_add:
@@ -537,6 +540,8 @@ def render_report(outcome: dict, params: Params) -> str:
         lines.append(f"  - {n} x {reason}")
     if ingest.get("rejections_csv"):
         lines.append(f"  - details: `{ingest['rejections_csv']}`")
+    if ingest.get("left"):
+        lines.append(f"- still arriving, left for the next run: {ingest['left']}")
     lines += [f"- accepted but not trained before this run: {photos.get('untrained', 0)}", ""]
     if outcome.get("failure"):
         f = outcome["failure"]
@@ -567,9 +572,9 @@ def render_report(outcome: dict, params: Params) -> str:
 def write_report(outcome: dict, params: Params, markdown: str) -> Path:
     reports = Path(params.paths.reports)
     reports.mkdir(parents=True, exist_ok=True)
-    (reports / REPORT_JSON).write_text(json.dumps(outcome, indent=2, default=str) + "\n", encoding="utf-8")
+    fsutil.write_json_atomic(reports / REPORT_JSON, outcome, indent=2, default=str)
     path = reports / REPORT_MD
-    path.write_text(markdown, encoding="utf-8")
+    fsutil.write_text_atomic(path, markdown)
     return path
 
 

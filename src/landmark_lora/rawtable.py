@@ -3,14 +3,17 @@
 Ingest appends to it (atomically); validate and preprocess read it. ``file`` is
 relative to the raw folder (``<landmark>/<name>``). ``seq`` is the ingest order,
 which keeps train/val splits stable as photos are added.
+
+Text cells that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR) are
+stored with a leading ``'``; ``read_rows`` removes it (see ``landmark_lora.fsutil``), so read
+the table with ``read_rows``, not a plain CSV reader.
 """
 
 from __future__ import annotations
 
-import csv
-import os
-import tempfile
 from pathlib import Path
+
+from landmark_lora import fsutil
 
 COLUMNS = (
     "file",
@@ -43,19 +46,18 @@ def read_rows(raw_dir: str | Path) -> list[dict]:
     path = table_path(raw_dir)
     if not path.exists():
         return []
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; it should have {', '.join(COLUMNS)}")
-        rows = []
-        for lineno, row in enumerate(reader, start=2):
-            for col in INT_COLUMNS:
-                try:
-                    row[col] = int(row[col])
-                except (TypeError, ValueError):
-                    raise ValueError(f"{path}: line {lineno}: column '{col}' is not an integer: {row[col]!r}") from None
-            rows.append(row)
+    fieldnames, found = fsutil.read_csv_rows(path)
+    missing = [c for c in COLUMNS if c not in fieldnames]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; it should have {', '.join(COLUMNS)}")
+    rows = []
+    for lineno, row in enumerate(found, start=2):
+        for col in INT_COLUMNS:
+            try:
+                row[col] = int(row[col])
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}: line {lineno}: column '{col}' is not an integer: {row[col]!r}") from None
+        rows.append(row)
     rows.sort(key=lambda r: r["seq"])
     return rows
 
@@ -66,17 +68,5 @@ def write_rows(raw_dir: str | Path, rows: list[dict]) -> None:
 
 
 def write_csv_atomic(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
-    """Write a CSV next to ``path`` (temp file, fsync), then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=f"{path.suffix}.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Kept for callers of the old name: see ``fsutil.write_csv_atomic``."""
+    fsutil.write_csv_atomic(path, columns, rows)

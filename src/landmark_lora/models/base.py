@@ -39,6 +39,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from landmark_lora import fsutil
+
 if TYPE_CHECKING:  # diffusers/torch imports cost seconds: only where a model is really built
     import torch
     from diffusers import StableDiffusionPipeline
@@ -234,6 +236,7 @@ def _ensure_tiny(models_dir: Path) -> Path:
     try:
         save_tiny_pipeline(tmp)
         _normalize_permissions(tmp)
+        fsutil.fsync_tree(tmp)  # on disk before it is renamed into view
         if target.exists():  # outdated recipe (or a folder from elsewhere): move it aside first
             if _tiny_is_current(target):  # another process finished first
                 return target
@@ -242,6 +245,7 @@ def _ensure_tiny(models_dir: Path) -> Path:
             shutil.rmtree(stale, ignore_errors=True)
         try:
             os.rename(tmp, target)
+            fsutil.fsync_dir(target.parent)
         except OSError:
             if not _tiny_is_current(target):  # lost a race to a writer that produced something else
                 raise

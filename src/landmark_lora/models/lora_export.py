@@ -45,6 +45,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping
 
+from landmark_lora import fsutil
+
 PEFT_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' LORA_WEIGHT_NAME_SAFE: found by default
 KOHYA_WEIGHTS = "landmark_lora_kohya.safetensors"
 METADATA_JSON = "adapter_metadata.json"
@@ -356,9 +358,11 @@ def export_adapter(out_dir: Path, unet, text_encoder=None, metadata: Mapping[str
 
         umask = os.umask(0)
         os.umask(umask)
+        fsutil.fsync_tree(tmp)  # on disk before it is renamed into view
         for name in (KOHYA_WEIGHTS, PEFT_WEIGHTS, METADATA_JSON):  # JSON last: it describes the others
             os.chmod(tmp / name, 0o666 & ~umask)
             os.replace(tmp / name, out_dir / name)
+        fsutil.fsync_dir(out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"peft": out_dir / PEFT_WEIGHTS, "kohya": out_dir / KOHYA_WEIGHTS, "metadata": out_dir / METADATA_JSON}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from landmark_lora import fsutil
 from landmark_lora.config import Params
 from landmark_lora.diffusion import (
     base_fingerprint,
@@ -75,11 +75,10 @@ def cache_latents(params: Params, out_dir: Path = LATENTS_DIR) -> dict:
                 tensors[caption_key(text)] = emb[j].float().contiguous()
         entries = [dict(rec, index=i, text_key=caption_key(rec["text"])) for i, rec in enumerate(records)]
         index["splits"][split] = entries
-        tmp = out_dir / f".{split}.safetensors.tmp"
-        save_file(tensors, str(tmp), metadata={"base_fingerprint": index["base_fingerprint"], "split": split})
-        os.replace(tmp, out_dir / f"{split}.safetensors")
+        with fsutil.atomic_path(out_dir / f"{split}.safetensors") as tmp:
+            save_file(tensors, str(tmp), metadata={"base_fingerprint": index["base_fingerprint"], "split": split})
         total += len(records)
-    (out_dir / "index.json").write_text(json.dumps(index, indent=1, ensure_ascii=False), encoding="utf-8")
+    fsutil.write_json_atomic(out_dir / "index.json", index, newline=False, indent=1, ensure_ascii=False)
     index["seconds"] = round(time.perf_counter() - started, 2)
     index["images"] = total
     return index

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from landmark_lora import fsutil
 from landmark_lora.catalogue import load_catalogue, render_caption
 from landmark_lora.config import Params
 from landmark_lora.diffusion import Components, base_fingerprint, read_split, resolve_base
@@ -240,13 +241,13 @@ def write_html(path: Path, metrics: dict, grids: dict[str, Path]) -> None:
         for k in ("eval_loss", "background_consistency", "shot_agreement")
     )
     imgs = "".join(f"<h3>{html.escape(lm)}</h3><img src='samples/{p.name}'>" for lm, p in grids.items())
-    path.write_text(
+    fsutil.write_text_atomic(
+        path,
         "<!doctype html><meta charset='utf-8'><title>landmark-lora eval</title>"
         "<h1>landmark-lora: base vs adapter</h1>"
         f"<table border=1 cellpadding=4><tr><th>metric</th><th>base</th><th>adapter</th></tr>{rows}</table>"
         f"<p>clip_score: {html.escape(str(metrics['clip_score'] if metrics['clip_score'] is not None else metrics['clip_score_status']))}"
         f" &middot; output change: {metrics['output_change']:.4f} &middot; prompts: {metrics['prompts']}</p>{imgs}",
-        encoding="utf-8",
     )
 
 
@@ -263,7 +264,7 @@ def evaluate(params: Params) -> dict:
     train_report = reports / "train.json"
     run_id = json.loads(train_report.read_text()).get("mlflow_run_id") if train_report.exists() else None
     metrics["mlflow_run_id"] = run_id
-    (reports / "eval.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    fsutil.write_json_atomic(reports / "eval.json", metrics, indent=2, sort_keys=True)
     write_html(reports / "eval.html", metrics, grids)
     if run_id:
         _log_to_mlflow(params, run_id, metrics, grids, reports / "eval.html")

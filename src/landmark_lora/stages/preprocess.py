@@ -14,7 +14,9 @@ Outputs ``data/processed/{train,val}/<landmark>/<sha16>.png`` with a ``.txt`` ca
 each image (kohya layout) and ``metadata.jsonl`` per split (Hugging Face imagefolder layout).
 
 Steps 1-3 are cached by content in ``.cache/preprocess/`` under a key made of the photo's
-sha256 and the knobs that change the pixels, so adding k photos to n costs about k.
+sha256 and the knobs that change the pixels, so adding k photos to n costs about k. Entries are
+written atomically (``landmark_lora.fsutil``); an entry that cannot be read back whole (a partial
+file from an older version, a damaged disk) counts as a miss and is written again.
 
 Splits are stratified by (landmark, shot) and assigned in ingest order: the i-th photo of a
 stratum goes to val when round(i * val_fraction) steps up. New photos only append to a
@@ -26,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from landmark_lora import rawtable
+from landmark_lora import fsutil, rawtable
 from landmark_lora.catalogue import Landmark, render_caption
 from landmark_lora.config import DataConfig, Params
 from landmark_lora.stages.ingest import exif_orientation
@@ -236,6 +237,20 @@ def cache_key(sha256: str, cfg: DataConfig) -> str:
     return hashlib.sha256(f"{sha256}:{json.dumps(knobs, sort_keys=True)}".encode()).hexdigest()
 
 
+def _read_cache(cached_img: Path, cached_meta: Path) -> dict | None:
+    """The cached crop facts, or None (a miss) when either file is absent, unreadable or incomplete."""
+    try:
+        facts = json.loads(cached_meta.read_text(encoding="utf-8"))
+        width, height = facts["bucket"]
+        facts["person"]  # noqa: B018 - present (None when no person was found)
+        with Image.open(cached_img) as im:  # reads the header only
+            if im.size != (width, height):
+                return None
+    except (OSError, ValueError, KeyError, TypeError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+    return facts
+
+
 def _check_validated(reports: Path) -> None:
     report = reports / "validation.json"
     if report.exists() and not json.loads(report.read_text(encoding="utf-8")).get("success", False):
@@ -265,15 +280,15 @@ def preprocess(params: Params, catalogue: dict[str, Landmark]) -> PreprocessSumm
     for row in rows:
         key = cache_key(row["sha256"], cfg)
         cached_img, cached_meta = cache / f"{key}.{cfg.image_format}", cache / f"{key}.json"
-        if cached_img.exists() and cached_meta.exists():
-            facts = json.loads(cached_meta.read_text(encoding="utf-8"))
+        cached = _read_cache(cached_img, cached_meta)
+        if cached is not None:
+            facts = cached
             summary.cache_hits += 1
         else:
             image, facts = process_image(raw / row["file"], cfg, buckets)
-            tmp = cached_img.with_name(f".tmp-{os.getpid()}-{cached_img.name}")
-            image.save(tmp, format="PNG" if cfg.image_format == "png" else "JPEG", quality=95)
-            os.replace(tmp, cached_img)  # image first, then facts: facts present => image complete
-            cached_meta.write_text(json.dumps(facts), encoding="utf-8")
+            with fsutil.atomic_path(cached_img) as tmp:
+                image.save(tmp, format="PNG" if cfg.image_format == "png" else "JPEG", quality=95)
+            fsutil.write_json_atomic(cached_meta, facts, newline=False)  # image first: facts present => image complete
             summary.cache_misses += 1
 
         split = splits[row["file"]]
@@ -330,4 +345,4 @@ def _write_report(path: Path, records: dict[str, list[dict]], summary: Preproces
         "buckets": dict(sorted(summary.buckets.items())),
         "per_split": per_split,
     }
-    path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    fsutil.write_json_atomic(path, report, indent=2, sort_keys=True)

@@ -24,6 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from landmark_lora import fsutil
 from landmark_lora.config import Params
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -298,8 +299,7 @@ def rollback(params: Params, reason: str) -> dict:
 
 def _write(params: Params, report: dict) -> None:
     path = Path(params.paths.reports) / "promotion.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    fsutil.write_json_atomic(path, report, indent=2, default=str)
 
 
 __all__ = ["Decision", "decide", "promote", "rollback", "register_challenger", "sanity_gates", "asdict"]

@@ -34,9 +34,7 @@ import csv
 import hashlib
 import io
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -45,6 +43,7 @@ from typing import Callable, Literal, TypeVar, overload
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from landmark_lora import fsutil
 from landmark_lora.catalogue import ANGLES, SHOTS, UNSPECIFIED, Landmark
 from landmark_lora.config import SampleDataConfig
 from landmark_lora.stages.ingest import MANIFEST, MANIFEST_COLUMNS  # the drop folder's label file
@@ -854,14 +853,8 @@ def render_photo(
 
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write next to the target, then rename: a crash never leaves a half-written photo."""
-    fd, tmp = tempfile.mkstemp(prefix=".partial-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # A hidden temp name: an ingest running meanwhile leaves it alone.
+    fsutil.write_bytes_atomic(path, data)
 
 
 def _pose_for(cfg: SampleDataConfig, slug: str, angle: str, shot: str, k: int) -> str:

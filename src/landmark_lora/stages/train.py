@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from landmark_lora import fsutil
 from landmark_lora.config import Params, load_params
 from landmark_lora.diffusion import (
     base_fingerprint,
@@ -438,9 +439,12 @@ def run_training(params: Params, export: bool = True, log_mlflow: bool = True,
         accelerator.save_state(str(tmp))
         accelerator.wait_for_everyone()
         if main:
-            (tmp / "state.json").write_text(json.dumps({"step": step, "mlflow_run_id": run_id, "curve": curve}))
+            fsutil.write_json_atomic(tmp / "state.json", {"step": step, "mlflow_run_id": run_id, "curve": curve},
+                                     newline=False)
+            fsutil.fsync_tree(tmp)  # the rename below must never expose a checkpoint whose bytes are not on disk
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
+            fsutil.fsync_dir(run_dir)
             for old in complete_checkpoints(run_dir)[:-cfg.checkpoints_keep]:
                 shutil.rmtree(old, ignore_errors=True)
         accelerator.wait_for_everyone()
@@ -596,7 +600,7 @@ def _write_report(params: Params, result: TrainResult) -> None:
         "resumed_from_step": result.resumed_from,
         "diverged": not math.isfinite(result.final_loss),
     }
-    (reports / "train.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    fsutil.write_json_atomic(reports / "train.json", report, indent=2, sort_keys=True)
 
 
 def _write_curves(params: Params, curve: list[dict]) -> None:
@@ -605,9 +609,9 @@ def _write_curves(params: Params, curve: list[dict]) -> None:
     plots = Path(params.paths.reports) / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     lines = ["step,loss,lr"] + [f"{r['step']},{r['loss']:.6g},{r['lr']:.6g}" for r in curve]
-    (plots / "train_loss.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fsutil.write_text_atomic(plots / "train_loss.csv", "\n".join(lines) + "\n")
     lines = ["step,eval_loss"] + [f"{r['step']},{r['eval_loss']:.6g}" for r in curve if "eval_loss" in r]
-    (plots / "eval_loss.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fsutil.write_text_atomic(plots / "eval_loss.csv", "\n".join(lines) + "\n")
 
 
 # ---------------------------------------------------------------- launching

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import shutil
 import tempfile
@@ -43,7 +42,7 @@ from typing import Any, Callable
 import pandas as pd
 from PIL import Image
 
-from landmark_lora import rawtable
+from landmark_lora import fsutil, rawtable
 from landmark_lora.catalogue import ANGLES, SHOTS, UNSPECIFIED
 from landmark_lora.config import ValidationConfig
 
@@ -520,10 +519,7 @@ def _error_message(report: dict, report_path: Path, docs_index: Path | None) -> 
 
 
 def _write_json(path: Path, report: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)  # a reader never sees half a report
+    fsutil.write_json_atomic(path, report, indent=2, ensure_ascii=False)  # a reader never sees half a report
 
 
 # ---------------------------------------------------------------- entry point
