@@ -39,6 +39,7 @@ from PIL import Image, UnidentifiedImageError
 from landmark_lora import rawtable
 from landmark_lora.catalogue import Landmark, normalise_label
 from landmark_lora.config import IngestConfig, Params
+from landmark_lora.locking import locked
 
 MANIFEST = "metadata.csv"
 MANIFEST_COLUMNS = ("file", "shot", "angle", "pose", "caption")
@@ -402,6 +403,7 @@ def _progress(items: list, enabled: bool):
     return tqdm(items, desc="ingest", unit="file", file=sys.stderr)
 
 
+@locked("landmark-lora ingest")  # the pipeline lock, whoever calls (CLI, flow): one writer at a time
 def ingest(params: Params, catalogue: dict[str, Landmark], progress: bool | None = None) -> IngestReport:
     """Move every file in ``paths.incoming`` into raw or quarantine. Idempotent and crash-safe."""
     cfg, paths = params.ingest, params.paths
