@@ -53,6 +53,7 @@ from landmark_lora.orchestration import (
     untrained_photos,
     working_directory,
 )
+from landmark_lora.tracking import scrub_text
 
 
 class RetrainFailed(RuntimeError):
@@ -150,7 +151,7 @@ def _failed(outcome: dict, stage: str, cause: str, transient: bool, details: str
             **extra) -> dict:
     reason = (f"retrain failed at stage '{stage}': {cause} (champion untouched: version {champion or 'none'}; "
               "ingested photos are safe in data/raw and the next run trains on them)")
-    print(reason if not details else f"{reason}\n{details}")
+    print(scrub_text(reason if not details else f"{reason}\n{details}"))  # Prefect logs are published too
     return {**outcome, **extra, "status": "failed", "reason": reason, "champion": champion,
             "failure": {"stage": stage, "cause": cause, "transient": transient, "details": details}}
 
