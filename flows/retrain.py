@@ -27,7 +27,7 @@ from typing import Literal
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 from prefect.tasks import exponential_backoff
 
 from landmark_lora.config import load_params
@@ -46,15 +46,14 @@ from landmark_lora.orchestration import (
     pipeline_lock,
     print_outcome,
     promote_all_or_nothing,
-    render_report,
+    publish,
     render_sample_if_empty,
     run_dvc_repro,
     unpromoted_run,
     untrained_photos,
-    where_to_look,
     working_directory,
-    write_report,
 )
+from landmark_lora.tracking import scrub_text
 
 
 class RetrainFailed(RuntimeError):
@@ -96,19 +95,21 @@ def promote_task(params_path: str) -> dict:
 
 
 @task(name="publish-report", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 15])
-def publish_report(outcome: dict, params_path: str) -> str:
-    params = load_params(params_path)
-    markdown = render_report(outcome, params)
-    path = write_report(outcome, params, markdown)
-    create_markdown_artifact(markdown, key="retrain-report", description=f"retrain: {outcome['reason']}"[:500])
-    return str(path)
+def publish_report(outcome: dict, params_path: str) -> dict:
+    """Artifact `retrain-report` + reports/retrain.{md,json}; returns the outcome as published
+    (credentials scrubbed: this is also what the flow returns)."""
+    public, markdown = publish(outcome, load_params(params_path))
+    create_markdown_artifact(markdown, key="retrain-report", description=f"retrain: {public['reason']}"[:500])
+    return public
 
 
 def _retrain_locked(params_path: str, root: Path, force: bool, min_new_photos: int, sample_if_empty: bool,
                     outcome: dict) -> dict:
     params = load_params(params_path)
-    if sample_if_empty:
-        render_sample_if_empty(params)
+    if sample_if_empty and deployment.id:
+        print("sample_if_empty ignored: synthetic photos are never rendered in a deployment (prefect.yaml)")
+    elif sample_if_empty:
+        render_sample_if_empty(params)  # also refuses when data/raw.dvc or a champion exists
     found = detect_photos(params_path)
     ingested = ingest_task(params_path) if found.pending else IngestSummary()
     untrained = untrained_photos(params)
@@ -150,7 +151,7 @@ def _failed(outcome: dict, stage: str, cause: str, transient: bool, details: str
             **extra) -> dict:
     reason = (f"retrain failed at stage '{stage}': {cause} (champion untouched: version {champion or 'none'}; "
               "ingested photos are safe in data/raw and the next run trains on them)")
-    print(reason if not details else f"{reason}\n{details}")
+    print(scrub_text(reason if not details else f"{reason}\n{details}"))  # Prefect logs are published too
     return {**outcome, **extra, "status": "failed", "reason": reason, "champion": champion,
             "failure": {"stage": stage, "cause": cause, "transient": transient, "details": details}}
 
@@ -173,7 +174,8 @@ def retrain(force: bool = False, min_new_photos: int = 1, workdir: str = ".", pa
 
     force: run the pipeline even with fewer than ``min_new_photos`` new photos.
     workdir: the repository checkout (params.yaml, dvc.yaml); params_path is relative to it.
-    sample_if_empty: render the synthetic sample set when there are no photos at all.
+    sample_if_empty: render the synthetic sample set when there are no photos at all (a fresh
+        clone's embedded default only: never in a deployment, nor beside data/raw.dvc or a champion).
     if_busy: another retrain holds the lock: ``wait`` (up to lock_timeout_s) or ``skip``."""
     with working_directory(workdir) as root:
         params = load_params(params_path)
@@ -189,8 +191,7 @@ def retrain(force: bool = False, min_new_photos: int = 1, workdir: str = ".", pa
             reason = f"skipped: {busy}"
             print(reason)
             outcome = {**outcome, "status": "busy", "reason": reason}
-        outcome["report"] = publish_report(outcome, params_path)
-        outcome["where_to_look"] = dict(where_to_look(params))
+        outcome = publish_report(outcome, params_path)
     if outcome["status"] == "failed":
         raise RetrainFailed(outcome["reason"])
     return outcome

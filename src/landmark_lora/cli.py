@@ -28,9 +28,11 @@ from pathlib import Path
 import yaml
 
 from landmark_lora.config import ConfigError, Params, load_params
+from landmark_lora.locking import LockBusy
 
 EXIT_USAGE = 2
 EXIT_CONTRACT = 3
+EXIT_BUSY = 75  # EX_TEMPFAIL: another operation holds the pipeline lock; try again later
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -135,11 +137,14 @@ def cmd_evaluate(params: Params, args: argparse.Namespace) -> int:
 def cmd_promote(params: Params, args: argparse.Namespace) -> int:
     from landmark_lora.stages.promote import promote, rollback
 
+    if args.rollback and args.force:
+        print("landmark-lora promote: --force and --rollback do not go together", file=sys.stderr)
+        return EXIT_USAGE
     if args.rollback:
         report = rollback(params, args.reason or "manual rollback")
         print(f"promote: rolled back: champion is now version {report['champion']} (was {report['from_version']})")
         return 0
-    report = promote(params)
+    report = promote(params, force=args.force)
     print(f"promote: {report['decision']} version {report['challenger']['version']}: {report['reason']}\n"
           f"  champion: version {report['champion']} of '{report['registered_model']}' "
           f"({params.paths.reports}/promotion.json)")
@@ -295,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("promote", help="register the adapter as challenger; move champion if it is better")
     p.add_argument("--rollback", action="store_true", help="move champion back to the previous champion")
     p.add_argument("--reason", help="why (recorded with --rollback)")
+    p.add_argument("--force", action="store_true", help="judge a rolled-back version again (gates still apply)")
     p.set_defaults(func=cmd_promote)
     p = sub.add_parser("generate", help="make an image with a registered adapter, offline")
     p.add_argument("--model", default="champion", help="alias (champion, challenger) or version number")
@@ -315,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"landmark-lora: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except LockBusy as err:
+        print(f"landmark-lora {args.command}: {err}", file=sys.stderr)
+        return EXIT_BUSY
     except Exception as err:  # stage errors carry the actionable message; no traceback wall
         from landmark_lora.catalogue import CatalogueError
         from landmark_lora.stages.ingest import IngestError

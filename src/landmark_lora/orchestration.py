@@ -14,11 +14,9 @@ subprocess and reads what it says; it never runs a stage by itself.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -31,8 +29,9 @@ from typing import Any
 
 from landmark_lora import fsutil
 from landmark_lora.config import Params
+# The lock lives in landmark_lora.locking (ingest and promote take it themselves); re-exported here.
+from landmark_lora.locking import LOCK_NAME, LockBusy, lock_holder, lock_path, pipeline_lock  # noqa: F401
 
-LOCK_NAME = "retrain.lock"
 REPRO_LOG = "retrain/dvc-repro.log"  # under paths.cache; the full output of the last `dvc repro`
 REPORT_MD = "retrain.md"  # under paths.reports; the same markdown as the Prefect artifact
 REPORT_JSON = "retrain.json"
@@ -58,12 +57,6 @@ class StageFailed(RuntimeError):
         self.details, self.returncode = details, returncode
         kind = "transient" if transient else "hard"
         super().__init__(f"stage '{stage}' failed ({kind}): {cause}")
-
-
-class LockBusy(RuntimeError):
-    def __init__(self, path: Path, holder: str, waited_s: float):
-        self.path, self.holder, self.waited_s = path, holder, waited_s
-        super().__init__(f"another retrain holds {path} ({holder or 'holder unknown'}); waited {waited_s:.0f} s")
 
 
 # Network and storage hiccups: an unreachable MLflow server, a flaky S3, DVC's own lock.
@@ -102,54 +95,6 @@ def is_transient_error(exc: BaseException | None) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
-
-
-# ---------------------------------------------------------------- the lock
-
-
-@contextmanager
-def pipeline_lock(path: Path, wait_s: float = 0.0, owner: str = "", poll_s: float = 0.5) -> Iterator[float]:
-    """Hold an exclusive ``fcntl.flock`` on ``path`` while the block runs; yields seconds waited.
-
-    One retrain at a time per workspace (DVC would refuse a second ``dvc repro`` anyway, but
-    ingest and promote must not interleave either). The kernel drops the lock when the process
-    dies, so a crash never leaves a stale lock. Raises LockBusy after ``wait_s`` seconds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    start = time.monotonic()
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                waited = time.monotonic() - start
-                if waited >= wait_s:
-                    raise LockBusy(path, lock_holder(path), waited) from None
-                time.sleep(min(poll_s, max(wait_s - waited, 0.01)))
-        waited = time.monotonic() - start
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "owner": owner,
-                  "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
-        yield waited
-    finally:
-        os.close(fd)  # releases the flock
-
-
-def lock_holder(path: Path) -> str:
-    try:
-        info = json.loads(Path(path).read_text() or "{}")
-    except (OSError, ValueError):
-        return ""
-    if not info:
-        return ""
-    return f"{info.get('owner') or 'pid ' + str(info.get('pid'))} on {info.get('host')} since {info.get('since')}"
-
-
-def lock_path(params: Params) -> Path:
-    return Path(params.paths.cache) / LOCK_NAME
 
 
 # ---------------------------------------------------------------- detection
@@ -209,8 +154,10 @@ def unpromoted_run(params: Params) -> str | None:
     run_id = _read_json(reports / "train.json").get("mlflow_run_id")
     if not run_id or _read_json(reports / "eval.json").get("mlflow_run_id") != run_id:
         return None
-    judged = (_read_json(reports / "promotion.json").get("challenger") or {}).get("run_id")
-    return None if judged == run_id else run_id
+    promotion = _read_json(reports / "promotion.json")
+    # judged: the last promote decided on it, or the operator rolled it back (that sticks)
+    judged = {(promotion.get(k) or {}).get("run_id") for k in ("challenger", "rolled_back")}
+    return None if run_id in judged else run_id
 
 
 def detect(params: Params) -> Detection:
@@ -222,14 +169,42 @@ def detect(params: Params) -> Detection:
     return Detection(pending, untrained_photos(params), unpromoted_run(params), bool(pending or raw_rows))
 
 
+def sample_data_refusal(params: Params) -> str | None:
+    """Why the synthetic sample set must not be rendered here, or None when it may.
+
+    Synthetic photos are for the embedded default in a fresh clone only. Never over a dataset
+    that exists elsewhere (``data/raw.dvc``: `dvc pull` may just have failed) or next to a real
+    champion (it would be rescored on synthetic val data and could be replaced)."""
+    raw = Path(params.paths.raw)
+    dvc_file = raw.parent / f"{raw.name}.dvc"
+    if dvc_file.exists():
+        return f"{dvc_file} exists: the photos are versioned by DVC; run `dvc pull` instead"
+    try:
+        from landmark_lora.stages.promote import CHAMPION, _alias, _client
+
+        champion = _alias(_client(params), params.promotion.registered_model, CHAMPION)
+    except Exception as err:  # cannot tell: do not risk it
+        return f"could not check the MLflow registry for a champion ({type(err).__name__}: {err})"
+    if champion is not None:
+        return (f"'{params.promotion.registered_model}' has a champion (version {champion.version}) trained on "
+                "real photos")
+    return None
+
+
 def render_sample_if_empty(params: Params, log: Log = say) -> int:
-    """Fresh clone: render the synthetic sample set into the drop folder. Returns photos rendered."""
+    """Fresh clone: render the synthetic sample set into the drop folder. Returns photos rendered.
+
+    Renders nothing when there are photos, or when sample_data_refusal says no (and says why)."""
     from landmark_lora import rawtable
     from landmark_lora.catalogue import load_catalogue
     from landmark_lora.stages.ingest import pending_photos
     from landmark_lora.stages.sample_data import render_sample_set
 
     if rawtable.read_rows(params.paths.raw) or pending_photos(params.paths.incoming):
+        return 0
+    refusal = sample_data_refusal(params)
+    if refusal:
+        log(f"no photos here, and no synthetic sample set either: {refusal}")
         return 0
     log("no photos yet: rendering the synthetic sample set (landmark-lora sample-data)")
     return render_sample_set(Path(params.paths.incoming), load_catalogue(params.catalogue), params.sample_data)
@@ -394,53 +369,18 @@ def fail_orphan_runs(params: Params, flow_run_id: str | None, keep: str | None) 
 
 
 def discard_half_registered(params: Params, run_id: str | None, log: Log = say) -> list[str]:
-    """Delete registry versions of ``run_id`` that promote did not finish (no promotion_decision
-    tag): a crash between `register_model` and the decision must leave nothing behind. If such a
-    version had already become champion, the previous champion gets the alias back."""
-    if not run_id:
-        return []
-    from landmark_lora.stages.promote import CHAMPION, _alias, _client
+    """See landmark_lora.stages.promote.discard_half_registered (promote calls it itself)."""
+    from landmark_lora.stages.promote import discard_half_registered as discard
 
-    client = _client(params)
-    name = params.promotion.registered_model
-    try:
-        versions = client.search_model_versions(f"name='{name}'")
-    except Exception as err:  # no registered model yet
-        if "RESOURCE_DOES_NOT_EXIST" in str(err):
-            return []
-        raise
-    removed = []
-    for v in versions:
-        if v.run_id != run_id or "promotion_decision" in (v.tags or {}):
-            continue
-        champion = _alias(client, name, CHAMPION)
-        if champion is not None and champion.version == v.version:
-            previous = (v.tags or {}).get("previous_champion")
-            if previous:
-                client.set_registered_model_alias(name, CHAMPION, previous)
-            else:
-                client.delete_registered_model_alias(name, CHAMPION)
-        client.delete_model_version(name, v.version)
-        removed.append(v.version)
-        log(f"promote: removed half-registered version {v.version} of '{name}' (run {run_id})")
-    return removed
+    return discard(params, run_id, log)
 
 
 def promote_all_or_nothing(params: Params, log: Log = say) -> dict:
-    """`promote`, but a failure leaves the registry as it was: champion untouched, no version
-    without a decision. Safe to retry."""
+    """`promote` (stages/promote.py): the one all-or-nothing, idempotent promote path, also
+    behind `landmark-lora promote`. Safe to retry. Never forces a rolled-back version back."""
     from landmark_lora.stages.promote import promote
 
-    run_id = _read_json(Path(params.paths.reports) / "train.json").get("mlflow_run_id")
-    discard_half_registered(params, run_id, log)  # a crashed earlier attempt
-    try:
-        return promote(params)
-    except BaseException:
-        try:
-            discard_half_registered(params, run_id, log)
-        except Exception as err:  # the registry may be the thing that is down; the next attempt cleans up
-            log(f"promote: could not clean up after the failure ({err}); the next run will")
-        raise
+    return promote(params, log=log)
 
 
 def current_champion(params: Params) -> str | None:
@@ -576,6 +516,21 @@ def write_report(outcome: dict, params: Params, markdown: str) -> Path:
     path = reports / REPORT_MD
     fsutil.write_text_atomic(path, markdown)
     return path
+
+
+def publish(outcome: dict, params: Params) -> tuple[dict, str]:
+    """The one door out for a run's report: scrub, render, write. Returns (outcome, markdown),
+    both scrubbed of credentials (tracking.scrub_text, the scrubber of MLflow params), for the
+    Prefect artifact and the flow's return value; writes reports/retrain.json and retrain.md.
+
+    Adds ``where_to_look`` and ``report`` (the markdown's path) to the returned outcome."""
+    from landmark_lora.tracking import scrub_deep, scrub_text
+
+    public = scrub_deep({**outcome, "where_to_look": dict(where_to_look(params)),
+                         "report": str(Path(params.paths.reports) / REPORT_MD)})
+    markdown = scrub_text(render_report(public, params))  # render adds URIs from params too
+    write_report(public, params, markdown)
+    return public, markdown
 
 
 @contextmanager

@@ -40,6 +40,15 @@ _SECRET_VALUE_MORE = (
 )
 
 
+def scrub_text(text: str) -> str:
+    """``text`` with every credential-shaped part replaced (user:password@ in a URI, tokens,
+    keys, key=secret pairs); the rest kept, so the text still says what it was."""
+    text = _SECRET_VALUE.sub(lambda m: "://***@" if m.group(0).startswith("://") else REDACTED, str(text))
+    for pattern, replacement in _SECRET_VALUE_MORE:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def scrub(mapping: dict[str, Any]) -> dict[str, str]:
     """Replace anything that looks like a credential, by key name or by value shape."""
     out = {}
@@ -48,11 +57,21 @@ def scrub(mapping: dict[str, Any]) -> dict[str, str]:
         if _SECRET_KEY.search(key) and text not in ("", "None", "null"):
             out[key] = REDACTED
         else:
-            text = _SECRET_VALUE.sub(lambda m: "://***@" if m.group(0).startswith("://") else REDACTED, text)
-            for pattern, replacement in _SECRET_VALUE_MORE:
-                text = pattern.sub(replacement, text)
-            out[key] = text
+            out[key] = scrub_text(text)
     return out
+
+
+def scrub_deep(value: Any) -> Any:
+    """``value`` (dicts, lists, strings, numbers) with the scrub above applied to every string,
+    and secret-named keys redacted; structure and non-string values kept. For what is published."""
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, dict):
+        return {scrub_deep(k): (REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) and v not in (None, "")
+                                else scrub_deep(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(scrub_deep(v) for v in value)
+    return value
 
 
 def tracking_uri(cfg: MlflowConfig) -> str:

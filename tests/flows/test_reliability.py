@@ -3,6 +3,7 @@ ones are not; DVC's output names the failing stage; two processes never hold the
 
 from __future__ import annotations
 
+import contextvars
 import json
 import subprocess
 import sys
@@ -193,10 +194,13 @@ def test_the_retry_policy_backs_off_exponentially(retrain_module):
 
 def test_lock_busy_names_the_holder(tmp_path):
     path = tmp_path / "retrain.lock"
+    def another_caller() -> None:  # a fresh context: the lock is re-entrant only within one call chain
+        with pipeline_lock(path, wait_s=0.3, poll_s=0.05):
+            pass
+
     with pipeline_lock(path, owner="flow run abc"):
         with pytest.raises(LockBusy) as busy:
-            with pipeline_lock(path, wait_s=0.3, poll_s=0.05):
-                pass
+            contextvars.Context().run(another_caller)
     assert "flow run abc" in str(busy.value) and busy.value.waited_s >= 0.3
     with pipeline_lock(path) as waited:  # released: free again at once
         assert waited < 0.5

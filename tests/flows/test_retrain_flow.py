@@ -174,17 +174,25 @@ def test_a_second_trigger_skips_or_waits_while_one_holds_the_lock(ws, first_run,
     from landmark_lora.config import load_params
 
     path = ws / lock_path(load_params(ws / "params.yaml"))
-    with pipeline_lock(path, owner="a running retrain"):
-        busy = retrain_module.retrain(workdir=str(ws), if_busy="skip")
-    assert busy["status"] == "busy" and "a running retrain" in busy["reason"]
-
     held, release = threading.Event(), threading.Event()
 
-    def hold() -> None:
+    def hold() -> None:  # another thread: the lock is re-entrant only within one call chain
         with pipeline_lock(path, owner="a running retrain"):
             held.set()
-            release.wait(10)
+            release.wait(60)
 
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    try:
+        busy = retrain_module.retrain(workdir=str(ws), if_busy="skip")
+    finally:
+        release.set()
+        holder.join()
+    assert busy["status"] == "busy" and "a running retrain" in busy["reason"]
+
+    held.clear()
+    release.clear()
     holder = threading.Thread(target=hold)
     holder.start()
     held.wait(10)

@@ -158,7 +158,7 @@ def test_first_trained_adapter_becomes_champion_with_tags(registry, client):
 def test_promote_twice_registers_once(registry, client):
     before = len(client.search_model_versions("name='landmark-lora'"))
     again = promote(registry["params"])
-    assert again["decision"] == "rejected" and "already champion" in again["reason"]
+    assert again["decision"] == "unchanged" and "already champion" in again["reason"]
     assert len(client.search_model_versions("name='landmark-lora'")) == before
 
 

@@ -54,6 +54,7 @@ from PIL import Image, UnidentifiedImageError
 from landmark_lora import fsutil, rawtable
 from landmark_lora.catalogue import Landmark, normalise_label
 from landmark_lora.config import IngestConfig, Params
+from landmark_lora.locking import locked
 
 MANIFEST = "metadata.csv"
 MANIFEST_COLUMNS = ("file", "shot", "angle", "pose", "caption")
@@ -540,6 +541,7 @@ def _progress(items: list, enabled: bool):
     return tqdm(items, desc="ingest", unit="file", file=sys.stderr)
 
 
+@locked("landmark-lora ingest")  # the pipeline lock, whoever calls (CLI, flow): one writer at a time
 def ingest(params: Params, catalogue: dict[str, Landmark], progress: bool | None = None) -> IngestReport:
     """Move every file in ``paths.incoming`` into raw or quarantine. Idempotent and crash-safe.
     Files still arriving (see the module docstring) stay in incoming for the next run."""
