@@ -27,7 +27,8 @@ from pathlib import Path
 from landmark_lora.config import Params
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-METRIC_KEYS = ("eval_loss", "background_consistency", "shot_agreement", "output_change")
+METRIC_KEYS = ("eval_loss", "background_consistency", "shot_agreement", "output_change", "landmark_accuracy",
+               "angle_accuracy", "pose_accuracy")
 
 
 class PromotionError(RuntimeError):
