@@ -56,13 +56,13 @@ def test_evaluate_reports_and_logs_base_vs_adapter_with_calibration(photos, tmp_
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    # 3 landmarks x 3 angles x 2 framings x 2 variants: 18 train and 18 val photos
+    # 3 landmarks x 3 angles x 1 framing x 2 variants: 9 train and 9 val photos (every stage is slow on 2 cores)
     write_processed_set(tmp_path / "data/processed", [p for p in photos if p[1]["landmark"] in LANDMARKS
-                                                      and p[1]["shot"] in ("upper_body", "wide")])
+                                                      and p[1]["shot"] == "upper_body"])
     params = parse_params({
         "train": {"max_steps": 2, "batch_size": 2, "eval_every": 2, "checkpoint_every": 100, "warmup_steps": 1,
                   "eval_timesteps": [500]},
-        "eval": {"max_prompts": 3, "num_inference_steps": 2, "min_calibration": 0.6, "min_calibration_photos": 5},
+        "eval": {"max_prompts": 2, "num_inference_steps": 2, "min_calibration": 0.6, "min_calibration_photos": 5},
         "mlflow": {"system_metrics": False},
     })
     cache_latents(params)
@@ -75,8 +75,8 @@ def test_evaluate_reports_and_logs_base_vs_adapter_with_calibration(photos, tmp_
     assert saved["classifiers"]["landmark"]["classes"] == sorted(LANDMARKS)
     for name in ("landmark_accuracy", "angle_accuracy", "pose_accuracy"):
         status = saved[f"{name}_status"]
-        if status == "computed":  # a share of the 3 prompts, for base and adapter alike
-            assert saved[name] in (0.0, 1 / 3, 2 / 3, 1.0) and saved["base"][name] in (0.0, 1 / 3, 2 / 3, 1.0)
+        if status == "computed":  # a share of the 2 prompts, for base and adapter alike
+            assert saved[name] in (0.0, 0.5, 1.0) and saved["base"][name] in (0.0, 0.5, 1.0)
             assert saved[f"{name}_calibration"] >= 0.6
         else:  # refused: no number at all, for either
             assert status.startswith("skipped: "), status
@@ -86,7 +86,7 @@ def test_evaluate_reports_and_logs_base_vs_adapter_with_calibration(photos, tmp_
 
     # every grid: per prompt, the real val photo | base | adapter
     grids = sorted(Path("reports/samples").glob("*.png"))
-    assert [g.stem for g in grids] == sorted(LANDMARKS)
+    assert [g.stem for g in grids] == sorted(LANDMARKS)[:2]  # prompts go round-robin over landmarks
     with Image.open(grids[0]) as g:
         cells = np.asarray(g.convert("RGB"))[20:140, 4:132]  # the first row's "real (val)" cell
     assert cells.std() > 10  # a photo, not the blank cell left when no real photo is found
@@ -101,7 +101,7 @@ def test_evaluate_reports_and_logs_base_vs_adapter_with_calibration(photos, tmp_
     assert m["eval/landmark_accuracy_calibration"] == pytest.approx(saved["landmark_accuracy_calibration"])
     assert run.data.tags["eval.landmark_accuracy_status"] == "computed"
     arts = {a.path for a in client.list_artifacts(run.info.run_id, "eval/samples")}
-    assert arts == {f"eval/samples/{lm}.png" for lm in LANDMARKS}
+    assert arts == {f"eval/samples/{lm}.png" for lm in sorted(LANDMARKS)[:2]}
 
 
 def test_refused_metrics_are_none_and_their_calibration_still_shown(photos, tmp_path):
