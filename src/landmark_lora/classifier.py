@@ -1,11 +1,13 @@
-"""Which landmark, camera angle and pose a photo shows: a small offline classifier (numpy only).
+"""Which landmark, camera angle and pose a photo shows: a small offline classifier (numpy + Pillow).
 
-    from landmark_lora.classifier import fit_label_classifier, photo_features
+    from landmark_lora.classifier import calibrated_classifiers, fit_label_classifier, label_accuracies
     clf = fit_label_classifier("landmark", train_images, train_labels)   # real train photos
     clf.calibrate(val_images, val_labels)          # accuracy on real val photos -> clf.calibration
     clf.predict(generated_images)                  # -> ['gyeongbokgung', ...]
+    cal = calibrated_classifiers(Path("data/processed"), min_calibration=0.6, min_photos=10)
+    label_accuracies(cal, generated_images, prompts)   # {'landmark_accuracy': 0.8, ..., 'pose_accuracy': None}
 
-No downloaded weights: every feature is computed from the pixels with numpy.
+No downloaded weights: every feature is computed from the pixels.
 
 - ``landmark``: the background's layout and colours. A map of the top rows and side columns
   (where the person rarely is) plus HSV colour histograms.
@@ -24,7 +26,7 @@ calibration is below ``eval.min_calibration``.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -189,7 +191,6 @@ class LabelClassifier:
     train_photos: int
     calibration: float | None = None
     calibration_photos: int = 0
-    notes: list[str] = field(default_factory=list)
 
     @property
     def blocks(self) -> tuple[str, ...]:
@@ -280,25 +281,31 @@ class Calibrated:
         return self.status == COMPUTED and self.classifier is not None
 
 
-def _read_split(processed: Path, split: str) -> tuple[list[Image.Image], list[dict]]:
+def _read_split(processed: Path, split: str) -> tuple[list[Blocks], list[dict]]:
+    """Feature blocks and metadata of every photo of a split (the photos themselves are not kept:
+    a real dataset of 512 px photos would not fit in memory)."""
     import json
 
     meta = Path(processed) / split / "metadata.jsonl"
     if not meta.exists():
         return [], []
-    images, recs = [], []
+    blocks, recs = [], []
     for n, line in enumerate(meta.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
-        rec = json.loads(line)
-        path = Path(processed) / split / rec["file_name"]
+        try:
+            rec = json.loads(line)
+            path = Path(processed) / split / rec["file_name"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{meta}:{n}: not a preprocess record with a file_name ({exc}); "
+                             "rerun `dvc repro preprocess`") from exc
         try:
             with Image.open(path) as im:
-                images.append(im.convert("RGB"))
+                blocks.append(photo_blocks(im.convert("RGB")))
         except OSError as exc:
             raise FileNotFoundError(f"{meta}:{n}: cannot open {path} ({exc}); rerun `dvc repro preprocess`") from exc
         recs.append(rec)
-    return images, recs
+    return blocks, recs
 
 
 def calibrated_classifiers(processed: Path, min_calibration: float, min_photos: int,
@@ -307,18 +314,16 @@ def calibrated_classifiers(processed: Path, min_calibration: float, min_photos: 
 
     A task is skipped, with the reason, when its labels are not a closed vocabulary, when fewer
     than ``min_photos`` val photos carry its label, or when calibration < ``min_calibration``."""
-    train_images, train_recs = _read_split(processed, "train")
-    val_images, val_recs = _read_split(processed, "val")
-    train_images = [photo_blocks(im) for im in train_images]  # once, for every task
-    val_images = [photo_blocks(im) for im in val_images]
+    train_blocks, train_recs = _read_split(processed, "train")
+    val_blocks, val_recs = _read_split(processed, "val")
     out: dict[str, Calibrated] = {}
     for task in tasks:
         try:
-            clf = fit_label_classifier(task, train_images, [r.get(task, UNSPECIFIED) for r in train_recs])
+            clf = fit_label_classifier(task, train_blocks, [r.get(task, UNSPECIFIED) for r in train_recs])
         except NotClassifiable as exc:
             out[task] = Calibrated(task, f"skipped: {exc}")
             continue
-        acc = clf.calibrate(val_images, [r.get(task, UNSPECIFIED) for r in val_recs])
+        acc = clf.calibrate(val_blocks, [r.get(task, UNSPECIFIED) for r in val_recs])
         if clf.calibration_photos < min_photos:
             status = (f"skipped: only {clf.calibration_photos} val photo(s) with a {task} label to calibrate on "
                       f"(eval.min_calibration_photos: {min_photos})")
