@@ -313,6 +313,7 @@ def _log_to_mlflow(params: Params, run_id: str, metrics: dict, grids: dict[str, 
 
     configure(params.mlflow)
     client = mlflow.MlflowClient()
+
     def number(v) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
