@@ -46,6 +46,7 @@ def test_every_metric_scores_real_val_photos_above_noise(photos, tmp_path):
     assert real["angle_accuracy"] >= 5 / 6 > noise["angle_accuracy"]
 
 
+@pytest.mark.slow  # cache -> train -> evaluate: like test_promote's registry fixture
 def test_evaluate_reports_and_logs_base_vs_adapter_with_calibration(photos, tmp_path, monkeypatch):
     """cache -> train -> evaluate on real sample photos, tracked in a real SQLite MLflow store."""
     import mlflow
