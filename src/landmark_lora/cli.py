@@ -131,6 +131,12 @@ def cmd_evaluate(params: Params, args: argparse.Namespace) -> int:
           f"{m['background_consistency']:.3f} (base {m['base']['background_consistency']:.3f}), shot_agreement "
           f"{m['shot_agreement']:.2f} (base {m['base']['shot_agreement']:.2f}), clip_score: "
           f"{m['clip_score'] if m['clip_score'] is not None else m['clip_score_status']} -> {params.paths.reports}/eval.json")
+    for name in ("landmark_accuracy", "angle_accuracy", "pose_accuracy"):
+        if m.get(name) is not None:
+            print(f"  {name} {m[name]:.2f} (base {m['base'][name]:.2f}; "
+                  f"calibration on real val photos {m[name + '_calibration']:.2f})")
+        elif str(m.get(name + "_status", "")).startswith("skipped"):
+            print(f"  {name}: {m[name + '_status']}")
     return 0
 
 

@@ -200,19 +200,35 @@ class EvalConfig(_Section):
     guidance_scale: float = Field(5.0, ge=1.0, le=30.0)
     # Local CLIP checkpoint (folder) for clip_score; null = skipped. Never downloaded.
     clip_model: Path | None = None
+    # landmark/angle/pose_accuracy are reported only when the offline classifier reads the real
+    # val photos at least this well (share right), from at least this many of them; above 1 = never.
+    min_calibration: float = Field(0.6, ge=0.0)
+    min_calibration_photos: int = Field(10, ge=1)
+
+
+# Metrics promotion.guard_tolerance may name: each is in reports/eval.json, higher is better.
+GUARD_METRICS = ("background_consistency", "shot_agreement", "landmark_accuracy", "angle_accuracy", "pose_accuracy")
 
 
 class PromotionConfig(_Section):
     registered_model: str = Field("landmark-lora", min_length=1)
     # Relative drop of eval_loss the challenger needs over the champion (0.01 = 1 % lower).
     min_improvement: float = Field(0.01, ge=0.0, lt=1.0)
-    # Largest allowed absolute drop of each guard metric (higher is better for both).
+    # Largest allowed absolute drop of each guard metric (higher is better for all of them).
     guard_tolerance: dict[str, float] = {"background_consistency": 0.05, "shot_agreement": 0.10}
     # Absolute sanity gates for any adapter, champion or first.
     max_eval_loss: float = Field(10.0, gt=0)
     min_output_change: float = Field(1e-3, ge=0.0, description="mean |adapter - base| pixel change, 0..1")
     # Largest ||LoRA update|| / ||base weight|| of any adapted layer: above it training blew up.
     max_delta_ratio: float = Field(2.0, gt=0)
+
+    @model_validator(mode="after")
+    def _known_guards(self) -> "PromotionConfig":
+        # A misspelt guard would never be comparable, so it would silently guard nothing.
+        unknown = sorted(set(self.guard_tolerance) - set(GUARD_METRICS))
+        if unknown:
+            raise ValueError(f"guard_tolerance: unknown metric(s) {unknown}; known: {list(GUARD_METRICS)}")
+        return self
 
 
 class MlflowConfig(_Section):

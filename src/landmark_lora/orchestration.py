@@ -433,7 +433,8 @@ def print_outcome(state, prog: str, hint: str = "") -> int:
     return 0
 
 
-_METRICS = ("eval_loss", "background_consistency", "shot_agreement", "output_change", "clip_score")
+_METRICS = ("eval_loss", "background_consistency", "shot_agreement", "landmark_accuracy", "angle_accuracy",
+            "pose_accuracy", "output_change", "clip_score")
 
 
 def _fmt(x: Any) -> str:

@@ -11,7 +11,12 @@
    adapter image and the real val photos of the same landmark and angle (best match).
 4. ``shot_agreement`` (higher is better): share of adapter images whose detected framing
    (OpenCV's bundled face and people detectors) matches the requested shot type.
-5. ``clip_score``: only with a local CLIP checkpoint in ``eval.clip_model``; otherwise skipped.
+5. ``landmark_accuracy``, ``angle_accuracy``, ``pose_accuracy`` (higher is better): share of
+   images the offline classifier (``landmark_lora.classifier``, trained on the real train photos)
+   reads as the prompt's landmark / camera angle / pose. Each comes with ``<name>_calibration``,
+   the classifier's accuracy on the real val photos, and is refused (``<name>_status`` says why)
+   when that is below ``eval.min_calibration``.
+6. ``clip_score``: only with a local CLIP checkpoint in ``eval.clip_model``; otherwise skipped.
 
 Writes ``reports/eval.json``, side-by-side grids ``reports/samples/<landmark>.png`` (real |
 base | adapter) and ``reports/eval.html``, and logs all of it into the training run in MLflow.
@@ -30,6 +35,7 @@ from PIL import Image, ImageDraw
 
 from landmark_lora import fsutil
 from landmark_lora.catalogue import load_catalogue, render_caption
+from landmark_lora.classifier import Calibrated, calibrated_classifiers, label_accuracies
 from landmark_lora.config import Params
 from landmark_lora.diffusion import Components, base_fingerprint, read_split, resolve_base
 from landmark_lora.metrics import NO_PERSON, background_consistency, classify_shot
@@ -104,7 +110,8 @@ def _references(params: Params) -> dict[tuple[str, str], list[Image.Image]]:
     return refs
 
 
-def image_metrics(images: list[Image.Image], prompts: list[dict], refs) -> dict[str, float]:
+def image_metrics(images: list[Image.Image], prompts: list[dict], refs,
+                  classifiers: dict[str, Calibrated] | None = None) -> dict[str, float | None]:
     bg = [background_consistency(im, refs.get((p["landmark"], p["angle"]), [])) for im, p in zip(images, prompts)]
     bg = [b for b in bg if not math.isnan(b)]
     labelled = [(im, p) for im, p in zip(images, prompts) if p["shot"] != "unspecified"]
@@ -114,7 +121,22 @@ def image_metrics(images: list[Image.Image], prompts: list[dict], refs) -> dict[
         "background_consistency": float(np.mean(bg)) if bg else float("nan"),
         "shot_agreement": float(np.mean(agree)) if agree else float("nan"),
         "person_detected": float(np.mean([s != NO_PERSON for s in shots])) if shots else float("nan"),
+        **label_accuracies(classifiers or {}, images, prompts),
     }
+
+
+def classifier_report(classifiers: dict[str, Calibrated]) -> dict:
+    """eval.json keys per task: ``<task>_accuracy_calibration`` and ``<task>_accuracy_status``."""
+    out: dict = {}
+    for task, cal in classifiers.items():
+        clf = cal.classifier
+        out[f"{task}_accuracy_calibration"] = clf.calibration if clf is not None else None
+        out[f"{task}_accuracy_status"] = cal.status
+        out.setdefault("classifiers", {})[task] = {
+            "status": cal.status, "calibration": clf.calibration if clf else None,
+            "calibration_photos": clf.calibration_photos if clf else 0, "train_photos": clf.train_photos if clf else 0,
+            "classes": clf.classes if clf else [], "chance": clf.chance if clf else None}
+    return out
 
 
 def held_out_loss(params: Params, pipe) -> dict[str, float]:
@@ -163,14 +185,15 @@ def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None 
     val = read_split(processed, split)
     prompts = prompts if prompts is not None else prompt_set(params, val)
     refs = _references(params)
+    classifiers = calibrated_classifiers(processed, params.eval.min_calibration, params.eval.min_calibration_photos)
     pipe = load_pipeline(base)
     base_loss = held_out_loss(params, pipe)
     base_images = generate(pipe, prompts, params)
     pipe.load_lora_weights(str(adapter_dir))
     adapter_loss = held_out_loss(params, pipe)
     adapter_images = generate(pipe, prompts, params)
-    base_m = image_metrics(base_images, prompts, refs)
-    adapter_m = image_metrics(adapter_images, prompts, refs)
+    base_m = image_metrics(base_images, prompts, refs, classifiers)
+    adapter_m = image_metrics(adapter_images, prompts, refs, classifiers)
     change = float(np.mean([np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean() / 255.0
                             for a, b in zip(adapter_images, base_images)])) if prompts else 0.0
     clip = clip_score(params, adapter_images, prompts)
@@ -179,6 +202,8 @@ def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None 
         "background_consistency": adapter_m["background_consistency"],
         "shot_agreement": adapter_m["shot_agreement"],
         "person_detected": adapter_m["person_detected"],
+        **{k: v for k, v in adapter_m.items() if k.endswith("_accuracy")},
+        **classifier_report(classifiers),
         "clip_score": clip,
         "clip_score_status": "computed" if clip is not None else "skipped: eval.clip_model is not set",
         "output_change": change,
@@ -235,17 +260,28 @@ def write_grids(out_dir: Path, sets: dict) -> dict[str, Path]:
     return paths
 
 
+COMPARED = ("eval_loss", "background_consistency", "shot_agreement", "landmark_accuracy", "angle_accuracy",
+            "pose_accuracy")
+
+
+def _cell(x) -> str:
+    return f"{x:.4f}" if isinstance(x, (int, float)) else "&ndash;"
+
+
 def write_html(path: Path, metrics: dict, grids: dict[str, Path]) -> None:
     rows = "".join(
-        f"<tr><td>{k}</td><td>{metrics['base'].get(k, float('nan')):.4f}</td><td>{metrics[k]:.4f}</td></tr>"
-        for k in ("eval_loss", "background_consistency", "shot_agreement")
+        f"<tr><td>{k}</td><td>{_cell(metrics['base'].get(k))}</td><td>{_cell(metrics.get(k))}</td>"
+        f"<td>{_cell(metrics.get(k + '_calibration'))}</td>"
+        f"<td>{html.escape(metrics.get(k + '_status', ''))}</td></tr>"
+        for k in COMPARED if k in metrics
     )
     imgs = "".join(f"<h3>{html.escape(lm)}</h3><img src='samples/{p.name}'>" for lm, p in grids.items())
     fsutil.write_text_atomic(
         path,
         "<!doctype html><meta charset='utf-8'><title>landmark-lora eval</title>"
         "<h1>landmark-lora: base vs adapter</h1>"
-        f"<table border=1 cellpadding=4><tr><th>metric</th><th>base</th><th>adapter</th></tr>{rows}</table>"
+        "<table border=1 cellpadding=4><tr><th>metric</th><th>base</th><th>adapter</th>"
+        f"<th>calibration (real val photos)</th><th>status</th></tr>{rows}</table>"
         f"<p>clip_score: {html.escape(str(metrics['clip_score'] if metrics['clip_score'] is not None else metrics['clip_score_status']))}"
         f" &middot; output change: {metrics['output_change']:.4f} &middot; prompts: {metrics['prompts']}</p>{imgs}",
     )
@@ -278,11 +314,17 @@ def _log_to_mlflow(params: Params, run_id: str, metrics: dict, grids: dict[str, 
 
     configure(params.mlflow)
     client = mlflow.MlflowClient()
-    flat = {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None
-            and math.isfinite(v)}
-    flat.update({f"eval/base_{k}": v for k, v in metrics["base"].items() if math.isfinite(v)})
+
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    flat = {f"eval/{k}": v for k, v in metrics.items() if number(v)}
+    # base_<metric> beside adapter_<metric>: two runs compare side by side in the MLflow UI
+    flat.update({f"eval/base_{k}": v for k, v in metrics["base"].items() if number(v)})
+    flat.update({f"eval/adapter_{k}": metrics[k] for k in metrics["base"] if number(metrics.get(k))})
     with mlflow.start_run(run_id=run_id, log_system_metrics=False):
         mlflow.log_metrics(flat)
+        mlflow.set_tags({f"eval.{k}": v[:5000] for k, v in metrics.items() if k.endswith("_status")})
         for landmark, path in grids.items():
             with Image.open(path) as im:
                 mlflow.log_image(im.copy(), artifact_file=f"eval/samples/{landmark}.png")

@@ -30,7 +30,8 @@ from landmark_lora.config import Params
 from landmark_lora.locking import locked
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-METRIC_KEYS = ("eval_loss", "background_consistency", "shot_agreement", "output_change")
+METRIC_KEYS = ("eval_loss", "background_consistency", "shot_agreement", "output_change", "landmark_accuracy",
+               "angle_accuracy", "pose_accuracy")
 
 
 class PromotionError(RuntimeError):
