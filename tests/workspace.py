@@ -23,6 +23,7 @@ FAST_PARAMS = {
     "train": {"max_steps": 4, "batch_size": 2, "eval_every": 4, "checkpoint_every": 4},
     "eval": {"max_prompts": 2, "num_inference_steps": 2},
     "mlflow": {"system_metrics": False},
+    "model": {"base": "tiny"},  # params.yaml ships the trained toy-world base; tests keep the fast random one
 }
 # Never copied into a workspace: data, outputs and local state of the checkout.
 _SKIP_TOP = {"tests", "data", "models", "mlruns", "reports", ".cache", ".venv", ".git", ".dvc-storage", "gx"}
