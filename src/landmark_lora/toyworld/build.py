@@ -71,8 +71,19 @@ class Recipe:
 
     def world_key(self) -> str:
         """Only the fields that change the rendered photos (a new step count reuses them)."""
-        world = {k: getattr(self, k) for k in ("version", "seed", "width", "height", "images", "heldout")}
-        return hashlib.sha256(json.dumps(world, sort_keys=True).encode()).hexdigest()[:12]
+        return self._key_of(WORLD_FIELDS)
+
+    def vae_key(self) -> str:
+        """The fields that change the VAE (a new UNet recipe resumes from the same VAE)."""
+        return self._key_of(WORLD_FIELDS + VAE_FIELDS)
+
+    def _key_of(self, fields: tuple[str, ...]) -> str:
+        chosen = {k: getattr(self, k) for k in fields}
+        return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:12]
+
+
+WORLD_FIELDS = ("version", "seed", "width", "height", "images", "heldout")
+VAE_FIELDS = ("vae_channels", "latent_channels", "vae_steps", "vae_batch", "vae_lr", "kl_weight", "warmup", "threads")
 
 
 RECIPE = Recipe()
@@ -188,7 +199,7 @@ def train_vae(recipe: Recipe, data: dict, work: Path, progress: Callable[[int, i
     torch.manual_seed(recipe.seed)
     vae = AutoencoderKL(**vae_config(recipe)).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(vae.parameters(), lr=recipe.vae_lr, weight_decay=0.0, foreach=True)
-    ckpt = work / f"vae-{recipe.key()}.pt"
+    ckpt = work / f"vae-{recipe.vae_key()}.pt"
     step, hist = 0, []
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
