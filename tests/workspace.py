@@ -20,7 +20,7 @@ TEST_LANDMARKS = ("gyeongbokgung", "haeundae_beach")
 FAST_PARAMS = {
     "sample_data": {"poses_per_view": 1},
     "validation": {"min_photos_per_landmark": 5},
-    "train": {"max_steps": 4, "batch_size": 2, "eval_every": 4, "checkpoint_every": 4},
+    "train": {"max_steps": 4, "batch_size": 2, "eval_every": 4, "checkpoint_every": 4, "learning_rate": 0.001},
     "eval": {"max_prompts": 2, "num_inference_steps": 2},
     "mlflow": {"system_metrics": False},
     "model": {"base": "tiny"},  # params.yaml ships the trained toy-world base; tests keep the fast random one
