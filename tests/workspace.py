@@ -21,9 +21,10 @@ FAST_PARAMS = {
     "sample_data": {"poses_per_view": 1},
     "ingest": {"min_age_s": 0},  # photos are rendered complete just before ingest
     "validation": {"min_photos_per_landmark": 5},
-    "train": {"max_steps": 4, "batch_size": 2, "eval_every": 4, "checkpoint_every": 4},
+    "train": {"max_steps": 4, "batch_size": 2, "eval_every": 4, "checkpoint_every": 4, "learning_rate": 0.001},
     "eval": {"max_prompts": 2, "num_inference_steps": 2},
     "mlflow": {"system_metrics": False},
+    "model": {"base": "tiny"},  # params.yaml ships the trained toy-world base; tests keep the fast random one
 }
 # Never copied into a workspace: data, outputs and local state of the checkout.
 _SKIP_TOP = {"tests", "data", "models", "mlruns", "reports", ".cache", ".venv", ".git", ".dvc-storage", "gx"}

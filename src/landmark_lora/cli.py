@@ -13,6 +13,7 @@
     landmark-lora evaluate            # DVC stage: base vs adapter metrics and grids -> reports/eval.json
     landmark-lora promote [--rollback]  # registry: challenger -> champion only when it is better
     landmark-lora generate --model champion --prompt "..." --out snap.png
+    landmark-lora build-base toyworld --out models/base-toyworld   # retrain the shipped toy-world base
 
 Every command takes ``--params PATH`` (default ./params.yaml) and ``--set key=value``
 overrides (e.g. ``--set data.resolution=128``).
@@ -265,6 +266,19 @@ def cmd_watch(params: Params, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build_base(params: Params, args: argparse.Namespace) -> int:
+    from landmark_lora.toyworld.build import RECIPE, build, compare_with_shipped
+
+    report = build(RECIPE, Path(args.out), Path(args.work))
+    same = compare_with_shipped(Path(args.out))
+    print(f"build-base: {args.out} (VAE held-out PSNR {report['vae_heldout_psnr_db']} dB, UNet loss "
+          f"{report['unet_final_loss']}, {sum(report['times'].values()):.0f} s); "
+          + ("identical to the shipped weights (sha256)" if same else
+             "weights differ from the shipped sha256 (float rounding differs across CPUs/thread counts); "
+             f"use it with --set model.base={args.out}"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="landmark-lora", description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
@@ -314,6 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="generated.png")
     p.set_defaults(func=cmd_generate)
+    p = sub.add_parser("build-base", help="retrain the shipped toy-world base from its recipe (resumable)")
+    p.add_argument("name", choices=["toyworld"])
+    p.add_argument("--out", default="models/base-toyworld", help="diffusers folder to write")
+    p.add_argument("--work", default=".cache/toyworld-build", help="renders and checkpoints (resume from here)")
+    p.set_defaults(func=cmd_build_base)
     return parser
 
 

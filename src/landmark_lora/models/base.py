@@ -22,9 +22,13 @@ The tiny model ("tiny") is a real SD 1.x-shaped pipeline with random weights, so
 * AutoencoderKL: 4 blocks (32, 32, 64, 64), so it **downsamples by 8** like real SD: a 64x64 image
   is an 8x8x4 latent; any width/height that is a multiple of 8 (64x64, 48x80, 80x48, ...) encodes
   and decodes back to the same size. ``scaling_factor`` is calibrated so latents have unit std.
-* CLIPTextModel: hidden 32, 2 layers, 4 heads, 77 positions, with a char-level CLIP tokenizer
-  (the 256 byte-level symbols, each also with ``</w>``, no merges): every byte has an id, so any
-  caption (ASCII, Korean, emoji) tokenizes without unknowns, one id per UTF-8 byte.
+* CLIPTextModel: hidden 32, 2 layers, 4 heads, 77 positions, with the toy world's CLIP BPE
+  tokenizer (``write_bpe_vocab``): caption and landmark words are whole tokens, so a sample caption
+  is about 45 of the 77; any other text (Korean, emoji) falls back to byte pieces, never <unk>.
+
+The toy-world model ("toyworld") is the same shape, really trained on a generic procedural world
+(landmark_lora.toyworld) and shipped in the package (``TOYWORLD_DIR``, fp16 safetensors, each
+file's sha256 in toyworld.json); ``landmark-lora build-base toyworld`` retrains it from its recipe.
 * DDPMScheduler (SD 1.x betas, epsilon) saved with it: training's noise schedule;
   ``load_pipeline`` swaps in DPMSolverMultistepScheduler built from the same config.
 """
@@ -48,7 +52,11 @@ if TYPE_CHECKING:  # diffusers/torch imports cost seconds: only where a model is
 TINY_SPEC = "tiny"
 TINY_DIR_NAME = "base-tiny"
 # Bump when the tiny recipe below changes: an older models/base-tiny is then rebuilt, never reused.
-TINY_RECIPE_VERSION = 1
+TINY_RECIPE_VERSION = 2  # 2: the toy world's BPE tokenizer instead of one token per byte
+TOYWORLD_SPEC = "toyworld"
+# The trained toy-world base, shipped in the package (diffusers layout, fp16 safetensors).
+TOYWORLD_DIR = Path(__file__).resolve().parent.parent / "data" / "toyworld"
+TOYWORLD_MANIFEST = "toyworld.json"  # recipe, PSNR, timings and every file's sha256
 TINY_MARKER = "landmark_lora_tiny.json"  # outside the diffusers sub-folders, so fingerprints ignore it
 
 MAX_TOKENS = 77
@@ -73,38 +81,6 @@ class BaseModelError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- tiny model
-
-
-def char_vocab() -> dict[str, int]:
-    """Byte-level char vocabulary: 256 symbols, the same 256 with ``</w>``, then BOS and EOS."""
-    try:
-        from transformers.convert_slow_tokenizer import bytes_to_unicode
-    except ImportError:  # older/newer layouts: it has lived in models.clip.tokenization_clip too
-        from transformers.models.clip.tokenization_clip import bytes_to_unicode  # type: ignore
-    symbols = list(bytes_to_unicode().values())
-    tokens = symbols + [s + "</w>" for s in symbols] + [BOS, EOS]
-    return {tok: i for i, tok in enumerate(tokens)}
-
-
-def write_char_vocab(folder: Path) -> Path:
-    """Write vocab.json (see ``char_vocab``) and a header-only merges.txt into ``folder``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(char_vocab(), ensure_ascii=False), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    return folder
-
-
-def build_char_tokenizer(folder: Path):
-    """A CLIPTokenizer with one token per byte, written to and loaded from ``folder``.
-
-    vocab.json + an empty merges.txt (header only) means BPE never merges: a word becomes its
-    bytes, the last one carrying ``</w>``. Loading through ``from_pretrained`` works on both the
-    transformers 4 (slow/fast) and 5 (tokenizers backend) CLIPTokenizer.
-    """
-    from transformers import CLIPTokenizer
-
-    return CLIPTokenizer.from_pretrained(str(write_char_vocab(folder)), model_max_length=MAX_TOKENS)
 
 
 def _unet_config() -> dict[str, Any]:
@@ -168,6 +144,26 @@ def _calibration_images(seed: int) -> "torch.Tensor":
     return torch.stack(imgs)
 
 
+def write_bpe_vocab(folder: Path) -> Path:
+    """Copy the toy world's BPE tokenizer files (vocab.json, merges.txt) into ``folder``.
+
+    Trained on generic and landmark captions (landmark_lora.toyworld.tokenizer), so a whole
+    sample caption is about 40 tokens; unknown words fall back to byte pieces, never to <unk>.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copyfile(TOYWORLD_DIR / "tokenizer" / name, folder / name)
+    return folder
+
+
+def build_bpe_tokenizer(folder: Path):
+    """The toy world's CLIP BPE tokenizer, written to and loaded from ``folder``."""
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(str(write_bpe_vocab(folder)), model_max_length=MAX_TOKENS)
+
+
 def build_tiny_pipeline(seed: int = 0) -> "StableDiffusionPipeline":
     """The tiny SD 1.x pipeline, random but deterministic: same seed -> identical weights."""
     import torch
@@ -175,7 +171,7 @@ def build_tiny_pipeline(seed: int = 0) -> "StableDiffusionPipeline":
     from transformers import CLIPTextConfig, CLIPTextModel
 
     with tempfile.TemporaryDirectory(prefix="tiny-tokenizer-") as tmp:
-        tokenizer = build_char_tokenizer(Path(tmp))
+        tokenizer = build_bpe_tokenizer(Path(tmp))
 
     torch.manual_seed(seed)  # before each component: building one never shifts another's weights
     unet = UNet2DConditionModel(**_unet_config())
@@ -201,7 +197,7 @@ def save_tiny_pipeline(target: Path, seed: int = 0) -> Path:
     pipe = build_tiny_pipeline(seed)
     pipe.save_pretrained(str(target), safe_serialization=True)
     # keep the raw vocab/merges next to tokenizer.json: readable, and what older CLIPTokenizers load
-    write_char_vocab(Path(target) / "tokenizer")
+    write_bpe_vocab(Path(target) / "tokenizer")
     (Path(target) / TINY_MARKER).write_text(
         json.dumps({"recipe_version": TINY_RECIPE_VERSION, "seed": seed}, sort_keys=True) + "\n",
         encoding="utf-8")
@@ -252,6 +248,34 @@ def _ensure_tiny(models_dir: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+# --------------------------------------------------------------------------- toy-world base
+
+
+def _ensure_toyworld() -> Path:
+    """The shipped toy-world base, checked against the sha256 its manifest records."""
+    manifest = TOYWORLD_DIR / TOYWORLD_MANIFEST
+    rebuild = ("Rebuild it with `landmark-lora build-base toyworld --out models/base-toyworld` (about "
+               "an hour on 2 CPU cores, minutes on a GPU) and set `model.base: models/base-toyworld`.")
+    try:
+        files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError) as err:
+        raise BaseModelError(f"Base model 'toyworld': {manifest} is missing or unreadable ({err}); the package "
+                             f"was installed without its toy-world weights. {rebuild}") from err
+    import hashlib
+
+    for rel, digest in files.items():
+        path = TOYWORLD_DIR / rel
+        h = hashlib.sha256()
+        try:
+            h.update(path.read_bytes())
+        except OSError as err:
+            raise BaseModelError(f"Base model 'toyworld': {path} is missing ({err}). {rebuild}") from err
+        if h.hexdigest() != digest:
+            raise BaseModelError(f"Base model 'toyworld': {path} does not match the sha256 in {manifest} "
+                                 f"(a partial checkout, or a Git LFS pointer?). {rebuild}")
+    return TOYWORLD_DIR
 
 
 # --------------------------------------------------------------------------- other bases
@@ -340,6 +364,8 @@ def ensure_base_model(spec: str, models_dir: Path = Path("models"), revision: st
     spec = str(spec).strip()
     if spec == TINY_SPEC:
         return _ensure_tiny(Path(models_dir))
+    if spec == TOYWORLD_SPEC:
+        return _ensure_toyworld()
     if not spec:
         raise BaseModelError("Base model is empty: set `model.base` in params.yaml (e.g. `tiny`).")
     local = Path(spec).expanduser()

@@ -45,13 +45,10 @@ ADAPTER_WEIGHTS = "pytorch_lora_weights.safetensors"
 
 def load_pipeline(base: Path, adapter_dir: Path | None = None):
     """The base pipeline (fp32, CPU or GPU), with the adapter loaded when given."""
-    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+    from landmark_lora.models.base import load_pipeline as load_base_pipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(base, safety_checker=None, requires_safety_checker=False)
-    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
-    pipe.set_progress_bar_config(disable=True)
-    if torch.cuda.is_available():
-        pipe.to("cuda")
+    # fp32 whatever the files hold: the toy-world base ships fp16 weights, which CPUs run badly or not at all
+    pipe = load_base_pipeline(base, dtype=torch.float32, device="cuda" if torch.cuda.is_available() else None)
     if adapter_dir is not None:
         pipe.load_lora_weights(str(adapter_dir))
     return pipe

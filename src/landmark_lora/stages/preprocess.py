@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from landmark_lora import fsutil, rawtable
+from landmark_lora.caption_fit import check_captions
 from landmark_lora.catalogue import Landmark, render_caption
 from landmark_lora.config import DataConfig, Params
 from landmark_lora.stages.ingest import exif_orientation
@@ -216,6 +217,7 @@ class PreprocessSummary:
     buckets: dict[str, int] = field(default_factory=dict)
     person_found: int = 0
     out_dir: Path = Path("data/processed")
+    captions: dict = field(default_factory=dict)  # caption_fit's token counts (reports/preprocess.json)
 
     def describe(self) -> str:
         return (
@@ -269,10 +271,11 @@ def preprocess(params: Params, catalogue: dict[str, Landmark]) -> PreprocessSumm
     unknown = sorted({r["landmark"] for r in rows} - set(catalogue))
     if unknown:
         raise ValueError(f"{rawtable.table_path(raw)}: landmark(s) {unknown} are not in the catalogue")
+    captions = check_captions(params, catalogue, rows)  # a label past the token limit fails here, before any work
 
     buckets = bucket_sizes(cfg)
     splits = assign_splits(rows, cfg.val_fraction)
-    summary = PreprocessSummary(out_dir=out_dir)
+    summary = PreprocessSummary(out_dir=out_dir, captions=captions)
     for split in ("train", "val"):
         shutil.rmtree(out_dir / split, ignore_errors=True)  # a DVC output: rebuilt whole, from the cache
     records: dict[str, list[dict]] = {"train": [], "val": []}
@@ -344,5 +347,6 @@ def _write_report(path: Path, records: dict[str, list[dict]], summary: Preproces
         "person_detected": summary.person_found,
         "buckets": dict(sorted(summary.buckets.items())),
         "per_split": per_split,
+        "captions": summary.captions,
     }
     fsutil.write_json_atomic(path, report, indent=2, sort_keys=True)

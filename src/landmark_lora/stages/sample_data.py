@@ -813,18 +813,65 @@ def render_photo(
     """
     angle = _check("angle", angle, ANGLES, "eye_level")
     shot = _check("shot", shot, SHOTS, "full_body")
+    bg = _background(landmark.slug, landmark.description, angle, cfg.width * SS, cfg.height * SS, 2 * SS, cfg.seed)
+    return compose_photo(bg, landmark.slug, angle, shot, pose, variant, cfg, return_mask=return_mask)
+
+
+# ---------------------------------------------------------------- primitives for other renderers
+# The toy world (landmark_lora.toyworld) draws its generic places with these, never the
+# landmark scenes above.
+
+Canvas = _Canvas
+Scene = Callable[[_Canvas, np.random.Generator], None]
+shade, mix, columns, skyline, waves = _shade, _mix, _columns, _skyline, _waves
+SUPERSAMPLE = SS
+
+
+def draw_background(scene: Scene, key: str, angle: str, cfg: SampleDataConfig) -> Image.Image:
+    """``scene`` seen from ``angle``, drawn at SUPERSAMPLE x cfg's size plus the shake margin.
+
+    ``key`` seeds the scene's own randomness (the same trees from every angle).
+    """
+    w, h, pad = cfg.width * SS, cfg.height * SS, 2 * SS
+    c = _Canvas(w, h, pad, _VIEWS[_check("angle", angle, ANGLES, "eye_level")])
+    scene(c, _rng(cfg.seed, key, "scene"))
+    return c.img
+
+
+@overload
+def compose_photo(background: Image.Image, key: str, angle: str, shot: str, pose: str, variant: int,
+                  cfg: SampleDataConfig, *, return_mask: Literal[False] = False) -> Image.Image: ...
+@overload
+def compose_photo(background: Image.Image, key: str, angle: str, shot: str, pose: str, variant: int,
+                  cfg: SampleDataConfig, *, return_mask: Literal[True]) -> tuple[Image.Image, np.ndarray]: ...
+
+
+def compose_photo(
+    background: Image.Image,
+    key: str,
+    angle: str,
+    shot: str,
+    pose: str,
+    variant: int,
+    cfg: SampleDataConfig,
+    *,
+    return_mask: bool = False,
+) -> Image.Image | tuple[Image.Image, np.ndarray]:
+    """A person framed by ``shot`` doing ``pose`` in front of ``background`` (from ``draw_background``),
+    then camera shake, depth of field, light and sensor noise; ``key`` names the place for seeding."""
+    angle = _check("angle", angle, ANGLES, "eye_level")
+    shot = _check("shot", shot, SHOTS, "full_body")
     view = _VIEWS[angle]
     w, h, pad = cfg.width * SS, cfg.height * SS, 2 * SS
-    rng = _rng(cfg.seed, landmark.slug, angle, shot, pose, variant)
+    rng = _rng(cfg.seed, key, angle, shot, pose, variant)
 
-    bg = _background(landmark.slug, landmark.description, angle, w, h, pad, cfg.seed)
     dx, dy = (int(v) for v in rng.integers(0, 2 * pad + 1, 2))  # hand-held camera: a few px off
-    img = bg.crop((dx, dy, dx + w, dy + h))
+    img = background.crop((dx, dy, dx + w, dy + h))
     if shot in ("close_up", "upper_body"):  # shallow depth of field behind a near subject
         img = img.filter(ImageFilter.GaussianBlur((1.2 if shot == "close_up" else 0.6) * SS))
 
     body = _body(pose, view.head, rng)
-    look = _look(_rng(cfg.seed, landmark.slug, angle, shot, variant, "look"))
+    look = _look(_rng(cfg.seed, key, angle, shot, variant, "look"))
     scale, cx, oy = _frame(shot, body, w, h, rng)
     if shot in ("full_body", "wide"):  # contact shadow under the feet
         shadow = Image.new("L", (w, h), 0)

@@ -1,0 +1,1 @@
+"""The toy world and the toy-world base model (see world.py, tokenizer.py, build.py)."""
