@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -178,6 +179,10 @@ class EvalConfig(_Section):
     clip_model: Path | None = None
 
 
+# Metrics promotion may guard (higher is better; the registry tags each version with them).
+GUARD_METRICS = ("background_consistency", "shot_agreement")
+
+
 class PromotionConfig(_Section):
     registered_model: str = Field("landmark-lora", min_length=1)
     # Relative drop of eval_loss the challenger needs over the champion (0.01 = 1 % lower).
@@ -189,6 +194,16 @@ class PromotionConfig(_Section):
     min_output_change: float = Field(1e-3, ge=0.0, description="mean |adapter - base| pixel change, 0..1")
     # Largest ||LoRA update|| / ||base weight|| of any adapted layer: above it training blew up.
     max_delta_ratio: float = Field(2.0, gt=0)
+
+    @field_validator("guard_tolerance")
+    @classmethod
+    def _known_guards(cls, value: dict[str, float]) -> dict[str, float]:
+        # A misspelt metric never matches a score, so its guard would be skipped without a word.
+        for key in value:
+            if key not in GUARD_METRICS:
+                raise PydanticCustomError("unknown_key", "unknown key ({hint})",
+                                          {"key": key, "hint": _did_you_mean(key, list(GUARD_METRICS))})
+        return value
 
 
 class MlflowConfig(_Section):
@@ -225,6 +240,11 @@ def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+def _did_you_mean(key: str, known: list[str]) -> str:
+    guess = difflib.get_close_matches(key, known, n=1)
+    return f"did you mean '{guess[0]}'?" if guess else f"known keys: {', '.join(known)}"
+
+
 def _explain(err: ValidationError, source: str) -> ConfigError:
     lines = []
     for e in err.errors():
@@ -235,6 +255,8 @@ def _explain(err: ValidationError, source: str) -> ConfigError:
             guess = difflib.get_close_matches(str(loc[-1]), known, n=1)
             hint = f" (did you mean '{guess[0]}'?)" if guess else f" (known keys: {', '.join(known)})"
             lines.append(f"{source}: {key}: unknown key{hint}")
+        elif e["type"] == "unknown_key":  # a checked mapping (promotion.guard_tolerance): name the bad key
+            lines.append(f"{source}: {key}.{e['ctx']['key']}: {e['msg']}")
         else:
             got = e.get("input")
             got_txt = "" if isinstance(got, dict) else f" (got {got!r})"
