@@ -27,7 +27,7 @@ import torch
 import yaml
 from PIL import Image
 
-from landmark_lora.config import parse_params
+from landmark_lora.config import Params, parse_params
 from landmark_lora.stages.promote import decide
 from landmark_lora.tiny_data import write_processed
 
@@ -50,7 +50,7 @@ def _merge(a: dict, b: dict) -> dict:
     return out
 
 
-def _params(**over) -> "object":
+def _params(**over) -> Params:
     return parse_params(_merge(TINY, over))
 
 
@@ -152,9 +152,7 @@ def test_resumed_run_ends_with_the_uninterrupted_runs_weights(ws, monkeypatch):
     assert result.resumed_from == 4 and result.steps == 6
     resumed = _lora()
     assert straight.keys() == resumed.keys()
-    # the weights moved a lot in 6 steps, yet the two runs agree to float rounding
-    init_scale = max(float(v.abs().max()) for v in straight.values())
-    assert init_scale > 0
+    # the two runs agree to float rounding (a resume that starts over is off by whole updates)
     for key in straight:
         torch.testing.assert_close(resumed[key], straight[key], rtol=1e-5, atol=1e-6, msg=key)
 
