@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -222,13 +223,15 @@ class PromotionConfig(_Section):
     # Largest ||LoRA update|| / ||base weight|| of any adapted layer: above it training blew up.
     max_delta_ratio: float = Field(2.0, gt=0)
 
-    @model_validator(mode="after")
-    def _known_guards(self) -> "PromotionConfig":
-        # A misspelt guard would never be comparable, so it would silently guard nothing.
-        unknown = sorted(set(self.guard_tolerance) - set(GUARD_METRICS))
-        if unknown:
-            raise ValueError(f"guard_tolerance: unknown metric(s) {unknown}; known: {list(GUARD_METRICS)}")
-        return self
+    @field_validator("guard_tolerance")
+    @classmethod
+    def _known_guards(cls, value: dict[str, float]) -> dict[str, float]:
+        # A misspelt metric never matches a score, so its guard would be skipped without a word.
+        for key in value:
+            if key not in GUARD_METRICS:
+                raise PydanticCustomError("unknown_key", "unknown key ({hint})",
+                                          {"key": key, "hint": _did_you_mean(key, list(GUARD_METRICS))})
+        return value
 
 
 class MlflowConfig(_Section):
@@ -265,6 +268,11 @@ def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+def _did_you_mean(key: str, known: list[str]) -> str:
+    guess = difflib.get_close_matches(key, known, n=1)
+    return f"did you mean '{guess[0]}'?" if guess else f"known keys: {', '.join(known)}"
+
+
 def _explain(err: ValidationError, source: str) -> ConfigError:
     lines = []
     for e in err.errors():
@@ -275,6 +283,8 @@ def _explain(err: ValidationError, source: str) -> ConfigError:
             guess = difflib.get_close_matches(str(loc[-1]), known, n=1)
             hint = f" (did you mean '{guess[0]}'?)" if guess else f" (known keys: {', '.join(known)})"
             lines.append(f"{source}: {key}: unknown key{hint}")
+        elif e["type"] == "unknown_key":  # a checked mapping (promotion.guard_tolerance): name the bad key
+            lines.append(f"{source}: {key}.{e['ctx']['key']}: {e['msg']}")
         else:
             got = e.get("input")
             got_txt = "" if isinstance(got, dict) else f" (got {got!r})"

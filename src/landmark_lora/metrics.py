@@ -6,7 +6,8 @@
 
 - ``classify_shot`` reads framing from OpenCV's bundled detectors (Haar frontal face, HOG people):
   the face's height relative to the frame says close-up / upper-body / thigh-up; a whole person
-  (HOG) says full-body or wide by how much of the frame they fill.
+  (HOG) says full-body or wide by how much of the frame they fill. Thresholds are set on the
+  sample renderer's photos, whose shot is known (tests/stages/test_shot_classifier.py).
 - ``background_consistency`` is the structural similarity (SSIM) of two images outside the
   person region, at a common size, taking the best match among the references.
 """
@@ -21,11 +22,19 @@ from landmark_lora.stages.preprocess import _cv2_detectors, detect_person
 NO_PERSON = "no_person"
 WORK_SIZE = 256  # detectors need a few dozen pixels per face; small generations are upscaled
 
-# Face height / frame height at the boundaries between shot types (portrait framing).
-CLOSE_UP_FACE = 0.30
-UPPER_BODY_FACE = 0.12
-THIGH_UP_FACE = 0.075
+# Face height / frame height at the boundaries between shot types (portrait framing), between
+# the faces measured in the sample renderer's shots: close-up 0.30-0.42, upper-body 0.12-0.21,
+# thigh-up 0.125-0.17, full-body 0.105-0.125.
+CLOSE_UP_FACE = 0.26
+UPPER_BODY_FACE = 0.16
+THIGH_UP_FACE = 0.12
 FULL_BODY_PERSON = 0.45  # person height / frame height
+# HOG's detection window is 128 px tall with the person in its middle 3/4 (Dalal & Triggs): at
+# 256 px a wide-shot person (~1/3 of the frame) is too small for it, and a box is never under
+# half the frame, so 'wide' was unreachable. People are searched at this height, in a border.
+HOG_HEIGHT = 512
+HOG_PERSON_IN_BOX = 0.75
+HOG_BORDER = 0.2  # of the height, so a person filling the frame still fits one window
 
 
 def _work(image: Image.Image) -> Image.Image:
@@ -53,8 +62,13 @@ def classify_shot(image: Image.Image) -> str:
         if face_h >= THIGH_UP_FACE:
             return "thigh_up"
     if h >= 128 and gray.shape[1] >= 64:
-        rects, weights = d["hog"].detectMultiScale(gray, winStride=(8, 8), padding=(8, 8), scale=1.05)
-        tall = [r[3] / h for r, w in zip(rects, np.ravel(weights) if len(rects) else []) if w > 0.5]
+        s = max(1.0, HOG_HEIGHT / h)
+        big = cv2.resize(gray, (round(gray.shape[1] * s), round(h * s)), interpolation=cv2.INTER_CUBIC)
+        pad = round(HOG_BORDER * big.shape[0])
+        big = cv2.copyMakeBorder(big, pad, pad, pad // 2, pad // 2, cv2.BORDER_REPLICATE)
+        rects, weights = d["hog"].detectMultiScale(big, winStride=(8, 8), padding=(8, 8), scale=1.05)
+        tall = [r[3] * HOG_PERSON_IN_BOX / (h * s) for r, w in zip(rects, np.ravel(weights) if len(rects) else [])
+                if w > 0.5]
         if tall:
             return "full_body" if max(tall) >= FULL_BODY_PERSON else "wide"
     if len(faces):  # a small face and no body found: a person far away

@@ -23,8 +23,10 @@ _SECRET_KEY = re.compile(r"(pass(word)?|secret|token|api[_-]?key|credential|priv
 _SECRET_VALUE = re.compile(
     r"(://[^/\s:@]+:[^/\s@]+@"  # user:password@ in a URL
     r"|AKIA[0-9A-Z]{16}"  # AWS access key id
-    r"|(?:ghp|gho|github_pat|hf|sk|xox[bp])_[A-Za-z0-9_\-]{10,}"  # common token prefixes
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----)"
+    # common token prefixes (Slack's xoxb-/xoxp- use a dash), not inside a word (desk_lamp_...)
+    r"|\b(?:(?:ghp|gho|github_pat|hf|sk|xox[bp])_|xox[bp]-)[A-Za-z0-9_\-]{10,}"
+    # a private key: the whole block to its END line (or to the end of a cut-off value)
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----(?s:.*?)(?:-----END [A-Z ]*PRIVATE KEY-----|\Z))"
 )
 REDACTED = "***"
 # Shapes the pattern above misses, each (pattern, replacement); the replacement keeps the

@@ -134,9 +134,23 @@ def test_unusual_modes_become_upright_8bit_rgb(tmp_path, mode):
         assert arr.max() > 200 and arr.min() < 50  # scaled, not clipped to white
     if mode == "RGBA":
         assert arr.min() == 255
+    if mode == "CMYK":  # the colour survives, not only the mode: (10, 200, 30, 0) is a magenta
+        want = Image.new("CMYK", (1, 1), (10, 200, 30, 0)).convert("RGB").getpixel((0, 0))
+        assert np.abs(arr.reshape(-1, 3).mean(axis=0) - want).max() < 4, (arr.reshape(-1, 3).mean(axis=0), want)
     if mode == "rotated":
         assert im.size == (64, 96)  # displayed portrait
         assert arr[:40].mean() > 200 and arr[-40:].mean() < 60  # white half is now on top
+
+
+def test_a_large_cmyk_photo_keeps_its_colours_through_the_crop(tmp_path):
+    # large enough for the reduced-scale JPEG decode (draft) that process_image asks for
+    path = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (800, 960), (10, 200, 30, 0)).save(path, "JPEG")
+    cfg = DataConfig(person_detector="center")
+    out, _ = pp.process_image(path, cfg, pp.bucket_sizes(cfg))
+    want = Image.new("CMYK", (1, 1), (10, 200, 30, 0)).convert("RGB").getpixel((0, 0))
+    assert out.mode == "RGB"
+    assert np.abs(np.asarray(out).reshape(-1, 3).mean(axis=0) - want).max() < 4
 
 
 # ---------------------------------------------------------------- splits
@@ -202,16 +216,18 @@ def test_stage_is_incremental_adding_k_photos_processes_k(tmp_path, monkeypatch)
     _add_photos(params.paths.raw, [("gyeongbokgung", "wide", (100, 80))] * 12)
     pp.preprocess(params, CAT)
     assert len(calls) == 12
-    first = {r["file_name"]: r for r in _read_split(params.paths.processed, "train")}
+    processed = params.paths.processed
+    first = {p.relative_to(processed): p.read_bytes() for p in processed.rglob("*") if p.suffix in (".png", ".txt")}
+    assert len(first) == 24  # an image and a caption per photo
 
     calls.clear()
     _add_photos(params.paths.raw, [("gyeongbokgung", "wide", (100, 80))] * 3, seed=7)
     summary = pp.preprocess(params, CAT)
     assert len(calls) == 3 and summary.cache_hits == 12 and summary.cache_misses == 3
     assert summary.counts["train"] + summary.counts["val"] == 15
-    # the old photos' outputs are byte-identical and still in the same split
-    again = {r["file_name"]: r for r in _read_split(params.paths.processed, "train")}
-    assert set(first) <= set(again)
+    # the old photos' outputs are byte-identical and still in the same split (the path holds the split)
+    for rel, data in first.items():
+        assert (processed / rel).read_bytes() == data, rel
 
 
 def test_changing_resolution_invalidates_the_cache(tmp_path, monkeypatch):

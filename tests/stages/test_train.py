@@ -78,8 +78,8 @@ def test_cached_latents_cover_every_image_and_caption(in_ws):
     entries, tensors = load_latents(Path("data/latents"), "train")
     assert len(entries) == 6
     for e in entries:
-        assert tensors[f"{e['index']}.mean"].shape == (4, e["height"] // 8, e["width"] // 8) or \
-            tensors[f"{e['index']}.mean"].shape[0] == 4
+        assert tensors[f"{e['index']}.mean"].shape == (4, e["height"] // 8, e["width"] // 8)
+        assert tensors[f"{e['index']}.std"].shape == (4, e["height"] // 8, e["width"] // 8)
         assert caption_key(e["text"]) in tensors
     assert "text.empty" in tensors  # for caption dropout
 

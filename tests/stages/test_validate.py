@@ -30,11 +30,13 @@ BROKEN_CFG = ValidationConfig(
 )
 
 
-def _save(path: Path, seed: int, size=(80, 64), fmt="JPEG", orientation: int | None = None) -> None:
+def _save(path: Path, seed: int, size=(80, 64), fmt="JPEG", orientation: int | None = None, mode: str = "RGB") -> None:
     """A small noise image (unique bytes per seed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     w, h = size
     im = Image.fromarray(np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8))
+    if mode != "RGB":
+        im = im.convert(mode)
     kwargs = {}
     if orientation:
         exif = im.getexif()
@@ -80,7 +82,7 @@ def _broken_dataset(raw: Path) -> None:
     def add(rel: str, seed: int, **kw) -> dict:
         size = kw.pop("size", (80, 64))
         fmt = kw.pop("fmt", "JPEG")
-        _save(raw / rel, seed=seed, size=size, fmt=fmt)
+        _save(raw / rel, seed=seed, size=size, fmt=fmt, mode=kw.pop("mode", "RGB"))
         rows.append(_row(raw, rel, len(rows) + 1, **kw))
         return rows[-1]
 
@@ -92,8 +94,11 @@ def _broken_dataset(raw: Path) -> None:
     add("gyeongbokgung/banner.png", 4, size=(200, 40), fmt="PNG")
     add("gyeongbokgung/icon.gif", 10, fmt="GIF")
     add("gyeongbokgung/tilted.jpg", 11, angle="dutch")
-    # Same bytes as good0.jpg.
+    add("gyeongbokgung/no_pose.jpg", 12, pose="")  # blank: no pose label at all
+    add("gyeongbokgung/float.tif", 13, fmt="TIFF", mode="F")  # 32-bit float pixels: no 8-bit RGB
+    # Same bytes as good0.jpg, and listed twice.
     (raw / "gyeongbokgung/dup.jpg").write_bytes((raw / "gyeongbokgung/good0.jpg").read_bytes())
+    rows.append(_row(raw, "gyeongbokgung/dup.jpg", len(rows) + 1))
     rows.append(_row(raw, "gyeongbokgung/dup.jpg", len(rows) + 1))
     # Truncated JPEG: recorded sha matches the damaged bytes, so only "decodes" catches it.
     _save(raw / "gyeongbokgung/corrupt.jpg", seed=5, size=(120, 96))
@@ -189,7 +194,7 @@ def test_valid_dataset_passes_with_counts(valid_run):
     }
     assert report["landmarks"]["n_seoul_tower"]["photos"] == 3
     assert report["shots"] == {"close_up": 1, "upper_body": 1, "full_body": 1, "wide": 2, "unspecified": 1}
-    assert report["statistics"]["failed"] == 0 and report["statistics"]["checks"] >= 19
+    assert report["statistics"]["failed"] == 0 and report["statistics"]["checks"] == 20
     assert report["images"]["formats"] == {"JPEG": 4, "PNG": 2}
 
 
@@ -257,8 +262,18 @@ def test_altered_bytes(broken_run):
 
 def test_format_and_angle_labels(broken_run):
     report = broken_run[1]
-    assert _failed(report, "format")["rows"] == [{"path": "gyeongbokgung/icon.gif", "format": "GIF"}]
+    assert _failed(report, "format")["rows"] == [{"path": "gyeongbokgung/icon.gif", "format": "GIF"},
+                                                 {"path": "gyeongbokgung/float.tif", "format": "TIFF"}]
     assert _failed(report, "angle_label")["rows"] == [{"path": "gyeongbokgung/tilted.jpg", "angle": "dutch"}]
+
+
+def test_pixel_mode_blank_pose_and_a_file_listed_twice(broken_run):
+    report = broken_run[1]
+    assert _failed(report, "mode")["rows"] == [{"path": "gyeongbokgung/float.tif", "mode": "F"}]
+    f = _failed(report, "pose_present")
+    assert _paths(f) == {"gyeongbokgung/no_pose.jpg"} and f["unexpected_count"] == 1
+    f = _failed(report, "path_unique")
+    assert _paths(f) == {"gyeongbokgung/dup.jpg"} and f["unexpected_count"] == 2
 
 
 def test_unknown_landmark_and_long_pose(broken_run):
@@ -274,18 +289,22 @@ def test_per_landmark_checks(broken_run):
     assert f["rows"] == [{"landmark": "n_seoul_tower", "photos": 1}]
     assert _paths(_failed(report, "unspecified_shots")) == {"n_seoul_tower"}
     assert _failed(report, "required_landmarks")["rows"] == [{"landmark": "haeundae_beach"}]
-    # gyeongbokgung: 14 rows listed (gone.jpg included); the unlisted stray is not counted.
-    assert report["landmarks"]["gyeongbokgung"]["photos"] == 14
+    # gyeongbokgung: 17 rows listed (gone.jpg included, dup.jpg twice); the unlisted stray is not counted.
+    assert report["landmarks"]["gyeongbokgung"]["photos"] == 17
     assert report["landmarks"]["atlantis"]["photos"] == 3
 
 
 def test_only_the_broken_clauses_fail(broken_run):
     failed = {f["check"] for f in broken_run[1]["failed"]}
     assert failed == {
-        "file_on_disk", "file_in_metadata", "content_unique", "content_unchanged", "landmark_known",
-        "shot_label", "angle_label", "pose_length", "decodes", "format", "width", "height", "aspect_ratio",
-        "min_photos", "unspecified_shots", "required_landmarks",
+        "path_unique", "file_on_disk", "file_in_metadata", "content_unique", "content_unchanged", "landmark_known",
+        "shot_label", "angle_label", "pose_present", "pose_length", "decodes", "format", "mode", "width", "height",
+        "aspect_ratio", "min_photos", "unspecified_shots", "required_landmarks",
     }
+    # every clause of the contract is shown to bite (has_photos in test_empty_dataset_fails_cleanly)
+    from landmark_lora.stages.validate import _contract
+
+    assert failed | {"has_photos"} == {c.id for c in _contract(BROKEN_CFG, CAT, broken_run[0] / "raw")}
 
 
 def test_error_message_is_actionable(broken_run):

@@ -193,7 +193,8 @@ def decide(challenger: dict, champion: dict | None, params: Params, gate_problem
         return Decision(True, "first adapter: passed the sanity gates and there is no champion yet")
     checks = []
     old, new = champion["eval_loss"], challenger["eval_loss"]
-    gain = (old - new) / old if old else 0.0
+    # A zero-loss champion cannot be beaten, only tied: any higher loss is an infinite relative drop.
+    gain = (old - new) / old if old else (0.0 if new <= old else -math.inf)
     checks.append(f"eval_loss {new:.5f} vs champion {old:.5f}: {gain:+.2%} (need >= {cfg.min_improvement:.2%})")
     if gain < cfg.min_improvement:
         return Decision(False, f"eval_loss did not improve enough: {checks[-1]}", checks)

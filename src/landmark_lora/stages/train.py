@@ -306,6 +306,8 @@ class TrainResult:
     run_id: str | None
     adapter_dir: Path | None
     resumed_from: int
+    world_size: int = 1  # processes that trained together, as the trainer saw them (not the config)
+    global_batch: int = 0  # samples per optimiser step over all processes
 
 
 def _mixed_precision(cfg) -> str:
@@ -509,6 +511,7 @@ def run_training(params: Params, export: bool = True, log_mlflow: bool = True,
     done = step - start_step
     per_step = train_seconds / max(done, 1)
     images_per_sec = done * plan.global_batch * cfg.grad_accum / max(train_seconds, 1e-9)
+    world = {"world_size": accelerator.num_processes, "global_batch": plan.global_batch * cfg.grad_accum}
 
     accelerator.wait_for_everyone()
     adapter_dir = None
@@ -520,11 +523,11 @@ def run_training(params: Params, export: bool = True, log_mlflow: bool = True,
             import mlflow
 
             mlflow.log_metrics({"final_loss": final_loss, "images_per_sec": images_per_sec,
-                                "seconds_per_step": per_step})
+                                "seconds_per_step": per_step, **world})
             mlflow.log_artifacts(str(adapter_dir), artifact_path="adapter")
     if main:
         result = TrainResult(step, final_loss, eval_metrics, images_per_sec, per_step, run_id, adapter_dir,
-                             start_step)
+                             start_step, **world)
         if export:
             _write_report(params, result)
             _write_curves(params, curve)
@@ -535,7 +538,8 @@ def run_training(params: Params, export: bool = True, log_mlflow: bool = True,
 
             mlflow.end_run()
     else:
-        result = TrainResult(step, final_loss, eval_metrics, images_per_sec, per_step, run_id, None, start_step)
+        result = TrainResult(step, final_loss, eval_metrics, images_per_sec, per_step, run_id, None, start_step,
+                             **world)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return result
@@ -598,6 +602,8 @@ def _write_report(params: Params, result: TrainResult) -> None:
         "seconds_per_step": round(result.seconds_per_step, 4),
         "mlflow_run_id": result.run_id,
         "resumed_from_step": result.resumed_from,
+        "world_size": result.world_size,
+        "global_batch": result.global_batch,
         "diverged": not math.isfinite(result.final_loss),
     }
     fsutil.write_json_atomic(reports / "train.json", report, indent=2, sort_keys=True)
