@@ -271,7 +271,10 @@ class ReproResult:
 
 _RUNNING = re.compile(r"^Running stage '([^']+)'")
 _FAILED = re.compile(r"ERROR: failed to reproduce '([^']+)': (.*)")
-_NOISE = re.compile(r"(it/s\]|s/it\]|\d+%\|)|^\s*$|Warning|warnings.warn|^> |^\s+warn|Loading (weights|pipeline)")
+# Progress bars, warnings and libraries' own log lines ("[transformers] ... requires torchvision"):
+# never the cause of a failure, so never its headline.
+_NOISE = re.compile(r"(it/s\]|s/it\]|\d+%\|)|^\s*$|Warning|warnings.warn|^> |^\s+warn|Loading (weights|pipeline)"
+                    r"|^\[(transformers|diffusers|accelerate|peft|torch)\] ")
 
 
 def clean_line(line: str) -> str:

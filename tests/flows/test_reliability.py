@@ -81,6 +81,18 @@ def test_a_crash_names_its_exception_and_is_hard():
     assert err.cause == "ValueError: bucket 56x72 is smaller than data.bucket_multiple"
 
 
+def test_a_library_log_line_is_never_the_cause():
+    # seen in a real run: transformers' torchvision notice came before the stage's own error
+    output = (
+        "Running stage 'evaluate':\n> landmark-lora evaluate\n"
+        "[transformers] `CLIPImageProcessor` requires torchvision (not installed); falling back\n"
+        "landmark-lora: invalid parameters: eval.foo: unknown key\n"
+        "ERROR: failed to reproduce 'evaluate': failed to run: landmark-lora evaluate, exited with 2\n"
+    )
+    err = parse_dvc_failure(output, 255)
+    assert err.stage == "evaluate" and err.cause == "landmark-lora: invalid parameters: eval.foo: unknown key"
+
+
 def test_dvcs_own_lock_is_transient():
     err = parse_dvc_failure(LOCKED_OUTPUT, 255)
     assert err.stage == "dvc" and err.transient and "Unable to acquire lock" in err.cause
