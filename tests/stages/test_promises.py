@@ -40,6 +40,9 @@ TINY = {
               "checkpoint_every": 100, "eval_timesteps": [200, 600]},
     "eval": {"max_prompts": 2, "num_inference_steps": 2},
     "mlflow": {"system_metrics": False},
+    # The random tiny base draws noise, so its guard metrics (2 prompts) swing by 0.5 from one
+    # adapter to the next; these tests are about eval_loss and rescoring, the guards have their own.
+    "promotion": {"guard_tolerance": {"background_consistency": 1.0, "shot_agreement": 1.0}},
 }
 
 

@@ -97,8 +97,11 @@ def test_nan_or_unreadable_weights_are_caught(tmp_path):
 
 # ---------------------------------------------------------------- the real registry
 
+# lr 5e-3: 3 steps at the default 1e-3 change the tiny base's image by ~0.0009, just under the
+# promotion.min_output_change gate (0.001), so a healthy adapter would be rejected as "no change".
 FAST = _deep_merge(TINY, {"eval": {"max_prompts": 2, "num_inference_steps": 2},
-                          "train": {"max_steps": 3, "eval_every": 3, "checkpoint_every": 100}})
+                          "train": {"max_steps": 3, "eval_every": 3, "checkpoint_every": 100,
+                                    "learning_rate": 5e-3}})
 
 
 def _pipeline(params) -> dict:
