@@ -146,6 +146,15 @@ def cmd_promote(params: Params, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(params: Params, args: argparse.Namespace) -> int:
+    from landmark_lora.report_html import load_outcome, write_html_report
+
+    outcome = load_outcome(params.paths.reports)
+    path = write_html_report(outcome, params, log_mlflow=args.mlflow)
+    print(f"report: {outcome.get('status')}: {path} (one offline page; open it in any browser)")
+    return 0
+
+
 def cmd_generate(params: Params, args: argparse.Namespace) -> int:
     from landmark_lora.serving import load_registered
     from landmark_lora.tracking import configure
@@ -296,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rollback", action="store_true", help="move champion back to the previous champion")
     p.add_argument("--reason", help="why (recorded with --rollback)")
     p.set_defaults(func=cmd_promote)
+    p = sub.add_parser("report", help="rebuild reports/retrain.html (offline page) from the report files")
+    p.add_argument("--mlflow", action="store_true", help="also log the page to the last run's MLflow artifacts")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("generate", help="make an image with a registered adapter, offline")
     p.add_argument("--model", default="champion", help="alias (champion, challenger) or version number")
     p.add_argument("--prompt", required=True)

@@ -469,7 +469,7 @@ def mlflow_ui_command(params: Params) -> str:
 def where_to_look(params: Params) -> list[tuple[str, str]]:
     reports = params.paths.reports
     return [
-        ("retrain report", f"{reports}/{REPORT_MD} (also a Prefect artifact 'retrain-report')"),
+        ("retrain report", f"{reports}/retrain.html (offline page); {reports}/{REPORT_MD} (also a Prefect artifact 'retrain-report')"),
         ("Prefect UI", "prefect server start  ->  http://127.0.0.1:4200 (flow runs, logs, artifacts)"),
         ("MLflow UI", mlflow_ui_command(params)),
         ("validation", f"{reports}/validation.json (Data Docs: {reports}/validation/index.html)"),
@@ -575,6 +575,9 @@ def write_report(outcome: dict, params: Params, markdown: str) -> Path:
     fsutil.write_json_atomic(reports / REPORT_JSON, outcome, indent=2, default=str)
     path = reports / REPORT_MD
     fsutil.write_text_atomic(path, markdown)
+    from landmark_lora.report_html import write_html_report
+
+    write_html_report(outcome, params)  # reports/retrain.html: the same run, offline, with pictures
     return path
 
 
