@@ -109,6 +109,8 @@ def image_data_uri(path: Path, max_px: int | None = None) -> str | None:
 
     try:
         with Image.open(path) as im:
+            if max_px:
+                im.draft("RGB", (max_px * 2, max_px * 2))  # a JPEG decodes at a fraction of its size
             im.load()
             im = im.convert("RGB")
             if max_px:
