@@ -2,12 +2,15 @@
 
     from report_fixtures import STATES, make_state, external_refs
     outcome, reports, quarantine = make_state(tmp_path, "rejected")
+    dom = open_in_chromium(reports / "retrain.html", tmp_path / "profile")   # headless, network blocked
+    assert body_attr(dom, "data-images-loaded") == body_attr(dom, "data-images")
 """
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -131,3 +134,25 @@ def external_refs(page: str) -> list[str]:
         if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", ref) or ref.startswith("//"):
             bad.append(ref)  # http:, https:, file:, ftp:, //host ...
     return bad
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def open_in_chromium(page: Path, profile: Path) -> str:
+    """The DOM after load, from headless Chromium that cannot reach any host."""
+    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+           f"--user-data-dir={profile}",
+           "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost",  # no name resolves
+           "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",  # and no connection goes out
+           "--virtual-time-budget=5000", "--dump-dom", page.resolve().as_uri()]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"chromium failed ({done.returncode}): {done.stderr[-2000:]}"
+    return done.stdout
+
+
+def body_attr(dom: str, name: str) -> str:
+    match = re.search(rf"<body[^>]*\s{name}=\"([^\"]*)\"", dom)
+    assert match, f"<body {name}=...> not set: the page's load script did not run\n{dom[:500]}"
+    return match.group(1)

@@ -6,35 +6,10 @@ the test is skipped, and the skip says why (pytest -ra lists it in the summary).
 
 from __future__ import annotations
 
-import re
-import subprocess
-from pathlib import Path
-
 import pytest
-from report_fixtures import make_state
+from report_fixtures import CHROMIUM, body_attr, make_state, open_in_chromium
 
 from landmark_lora.report_html import collect, render_html
-
-CHROMIUM = Path("/usr/bin/chromium")
-
-
-def open_in_chromium(page: Path, profile: Path) -> str:
-    """The DOM after load, from headless Chromium that cannot reach any host."""
-    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-           f"--user-data-dir={profile}",
-           "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost",  # no name resolves
-           "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",  # and no connection goes out
-           "--virtual-time-budget=5000", "--dump-dom", page.resolve().as_uri()]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, f"chromium failed ({done.returncode}): {done.stderr[-2000:]}"
-    return done.stdout
-
-
-def _body_attr(dom: str, name: str) -> str:
-    match = re.search(rf"<body[^>]*\s{name}=\"([^\"]*)\"", dom)
-    assert match, f"<body {name}=...> not set: the page's load script did not run\n{dom[:500]}"
-    return match.group(1)
 
 
 @pytest.mark.skipif(not CHROMIUM.is_file(),
@@ -47,9 +22,9 @@ def test_page_loads_every_image_and_shows_the_metric_table_offline(tmp_path):
                                                  [tuple(x) for x in outcome["photos"]["ingest"]["rejected"]])),
                     encoding="utf-8")
     dom = open_in_chromium(page, tmp_path / "profile")
-    images, loaded = int(_body_attr(dom, "data-images")), int(_body_attr(dom, "data-images-loaded"))
+    images, loaded = int(body_attr(dom, "data-images")), int(body_attr(dom, "data-images-loaded"))
     assert images == 3 and loaded == images  # two sample grids and one rejected-photo thumbnail
-    assert _body_attr(dom, "data-metric-table-visible") == "yes"
+    assert body_attr(dom, "data-metric-table-visible") == "yes"
     assert "PROMOTED: version 2 is the new champion" in dom
 
 
@@ -63,4 +38,4 @@ def test_the_browser_check_notices_a_broken_image(tmp_path):
                     "'data-images-loaded',i.filter(function(x){return x.complete&&x.naturalWidth>0}).length)})"
                     "</script></body>", encoding="utf-8")
     dom = open_in_chromium(page, tmp_path / "profile")
-    assert _body_attr(dom, "data-images") == "2" and _body_attr(dom, "data-images-loaded") == "0"
+    assert body_attr(dom, "data-images") == "2" and body_attr(dom, "data-images-loaded") == "0"
