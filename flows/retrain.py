@@ -99,9 +99,9 @@ def promote_task(params_path: str) -> dict:
 def publish_report(outcome: dict, params_path: str) -> str:
     params = load_params(params_path)
     markdown = render_report(outcome, params)
-    path = write_report(outcome, params, markdown)  # also writes reports/retrain.html
     page = (Path(params.paths.reports) / "retrain.html").resolve()
     markdown += f"\n**Full report, with pictures (one offline page):** [{page}]({page.as_uri()})\n"
+    path = write_report(outcome, params, markdown)  # also writes reports/retrain.html
     create_markdown_artifact(markdown, key="retrain-report", description=f"retrain: {outcome['reason']}"[:500])
     return str(path)
 

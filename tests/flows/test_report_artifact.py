@@ -28,3 +28,4 @@ def test_publish_report_writes_the_page_and_the_artifact_links_to_it(tmp_path, r
     with get_client(sync_client=True) as client:
         found = [a for a in client.read_latest_artifacts() if a.key == "retrain-report"]
     assert found and f"]({page.resolve().as_uri()})" in str(found[0].data)
+    assert str(found[0].data) == (reports / "retrain.md").read_text(encoding="utf-8")  # the same markdown
