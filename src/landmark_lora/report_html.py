@@ -155,6 +155,7 @@ def collect(reports: Path, quarantine: Path, model_dir: Path | None = None,
         uri = image_data_uri(quarantine / stored, THUMB_PX) if stored else None
         thumbs.append({"file": r.get("file", ""), "reason": r.get("reason", ""), "stored": stored, "uri": uri})
     data["thumbs"] = thumbs
+    data["thumbs_scope"] = "this run" if rejected is not None else "latest in rejections.csv"
     meta = _json(Path(model_dir) / "adapter" / "adapter_metadata.json") if model_dir else None
     data["adapter_meta"] = meta if meta and "_error" not in meta else {}
     return data
@@ -215,7 +216,7 @@ def _section_ingest(outcome: dict, data: dict) -> str:
             out.append(f"<p>Every rejection, with where the file was moved: <code>{esc(ingest['rejections_csv'])}</code></p>")
     thumbs = data.get("thumbs") or []
     if thumbs:
-        out.append("<h3>Rejected photos</h3><div>")
+        out.append(f"<h3>Rejected photos ({esc(data.get('thumbs_scope', 'this run'))})</h3><div>")
         for t in thumbs:
             img = (f"<img src='{t['uri']}' alt='{esc(t['file'])}' width='{THUMB_PX}'>" if t["uri"]
                    else "<div class='muted'>(not decodable: no preview)</div>" if t["stored"]

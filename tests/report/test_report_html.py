@@ -38,7 +38,7 @@ def test_each_state_says_what_happened_and_fetches_nothing(tmp_path, state):
     assert external_refs(page) == []
     # ingest: reasons counted; the decodable rejected photo has a thumbnail, the broken one says so
     assert "too small: 64x48 &lt; 128 px" in page and "not decodable: no preview" in page
-    assert "no file: a metadata row" in page
+    assert "no file: a metadata row" in page and "Rejected photos (this run)" in page
     assert page.count("src='data:image/png;base64,") == (1 if state in ("validation_failed", "failed_train") else 3)
 
 
@@ -77,6 +77,7 @@ def test_write_and_rebuild_without_outcome(tmp_path):
     (reports / "retrain.json").unlink()
     page = write_html_report(load_outcome(reports), params, log_mlflow=False).read_text(encoding="utf-8")
     assert "status: unknown" in page and "rebuilt from the report files alone" in page
+    assert "Rejected photos (latest in rejections.csv)" in page
     assert "id='metric-table'" in page and external_refs(page) == []
 
 
