@@ -78,6 +78,9 @@ def make_state(tmp: Path, state: str) -> tuple[dict, Path, Path]:
                                 "details": "Traceback ...\nRuntimeError: CUDA out of memory"})
         return outcome, reports, quarantine
     (reports / "eval.json").write_text(json.dumps(_EVAL))
+    (tmp / "models" / "adapter").mkdir(parents=True)  # what lora_export writes next to the adapter
+    (tmp / "models" / "adapter" / "adapter_metadata.json").write_text(json.dumps(
+        {"files": {}, "metadata": {"git_sha": "0123abcd", "data_version": "md5:abc123", "base_model": "tiny"}}))
     (reports / "train.json").write_text(json.dumps({"mlflow_run_id": "run-new", "steps": 4}))
     plots = reports / "plots"
     plots.mkdir()

@@ -157,7 +157,8 @@ def collect(reports: Path, quarantine: Path, model_dir: Path | None = None,
     data["thumbs"] = thumbs
     data["thumbs_scope"] = "this run" if rejected is not None else "latest in rejections.csv"
     meta = _json(Path(model_dir) / "adapter" / "adapter_metadata.json") if model_dir else None
-    data["adapter_meta"] = meta if meta and "_error" not in meta else {}
+    meta = meta if meta and "_error" not in meta else {}
+    data["adapter_meta"] = meta.get("metadata") if isinstance(meta.get("metadata"), dict) else meta
     return data
 
 

@@ -26,7 +26,8 @@ KEY_MESSAGES = {
     "first_run": ["PROMOTED: version 1 is the new champion", "no champion before this run", "First run"],
     "failed_train": ["FAILED at stage &#x27;train&#x27;", "RuntimeError: CUDA out of memory", "(untouched)",
                      "not from this run", "run-old"],
-    "promoted": ["PROMOTED: version 2 is the new champion", "guards held", "md5:abc123", "run-new"],
+    "promoted": ["PROMOTED: version 2 is the new champion", "guards held", "md5:abc123", "run-new",
+                 "git sha (adapter)</th><td><code>0123abcd"],
 }
 
 
