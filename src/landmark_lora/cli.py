@@ -12,6 +12,7 @@
     landmark-lora train               # DVC stage: LoRA training (accelerate) -> models/adapter/, MLflow run
     landmark-lora evaluate            # DVC stage: base vs adapter metrics and grids -> reports/eval.json
     landmark-lora promote [--rollback]  # registry: challenger -> champion only when it is better
+    landmark-lora report [--mlflow]   # rebuild reports/retrain.html (offline page) from reports/
     landmark-lora generate --model champion --prompt "..." --out snap.png
 
 Every command takes ``--params PATH`` (default ./params.yaml) and ``--set key=value``
