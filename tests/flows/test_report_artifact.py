@@ -19,10 +19,10 @@ def test_publish_report_writes_the_page_and_the_artifact_links_to_it(tmp_path, r
     monkeypatch.chdir(tmp_path)
 
     @flow
-    def publish() -> str:
+    def publish() -> dict:
         return retrain_module.publish_report(json.loads(json.dumps(outcome)), "params.yaml")
 
-    assert publish() == str(reports / "retrain.md")
+    assert publish()["report"] == str(reports / "retrain.md")
     page = reports / "retrain.html"
     assert "FAILED at stage &#x27;train&#x27;" in page.read_text(encoding="utf-8")
     with get_client(sync_client=True) as client:
