@@ -11,6 +11,7 @@ import csv
 import errno
 import json
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -123,3 +124,19 @@ def test_csv_cells_cannot_start_a_formula_and_round_trip(tmp_path):
     assert all(not c.startswith(("=", "+", "-", "@", "\t", "\r")) for c in cells), cells
     assert cells[0] == "'=1+1" and cells[8] == "plain"
     assert [r["v"] for r in fsutil.read_csv_rows(path)[1]] == FORMULAS
+
+
+def test_a_written_file_gets_the_mode_a_plain_write_would_give(tmp_path):
+    # mkstemp creates 0600: without the chmod, reports and tables became unreadable to the team
+    old = os.umask(0o022)
+    try:
+        fresh = tmp_path / "fresh.json"
+        fsutil.write_json_atomic(fresh, {"a": 1})
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o644
+        kept = tmp_path / "kept.csv"
+        kept.write_text("x\n")
+        kept.chmod(0o640)
+        fsutil.write_text_atomic(kept, "y\n")
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o640
+    finally:
+        os.umask(old)

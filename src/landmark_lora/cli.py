@@ -12,6 +12,7 @@
     landmark-lora train               # DVC stage: LoRA training (accelerate) -> models/adapter/, MLflow run
     landmark-lora evaluate            # DVC stage: base vs adapter metrics and grids -> reports/eval.json
     landmark-lora promote [--rollback]  # registry: challenger -> champion only when it is better
+    landmark-lora report [--mlflow]   # rebuild reports/retrain.html (offline page) from reports/
     landmark-lora generate --model champion --prompt "..." --out snap.png
     landmark-lora build-base toyworld --out models/base-toyworld   # retrain the shipped toy-world base
 
@@ -155,6 +156,15 @@ def cmd_promote(params: Params, args: argparse.Namespace) -> int:
     print(f"promote: {report['decision']} version {report['challenger']['version']}: {report['reason']}\n"
           f"  champion: version {report['champion']} of '{report['registered_model']}' "
           f"({params.paths.reports}/promotion.json)")
+    return 0
+
+
+def cmd_report(params: Params, args: argparse.Namespace) -> int:
+    from landmark_lora.report_html import load_outcome, write_html_report
+
+    outcome = load_outcome(params.paths.reports)
+    path = write_html_report(outcome, params, log_mlflow=args.mlflow)
+    print(f"report: {outcome.get('status')}: {path} (one offline page; open it in any browser)")
     return 0
 
 
@@ -322,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", help="why (recorded with --rollback)")
     p.add_argument("--force", action="store_true", help="judge a rolled-back version again (gates still apply)")
     p.set_defaults(func=cmd_promote)
+    p = sub.add_parser("report", help="rebuild reports/retrain.html (offline page) from the report files")
+    p.add_argument("--mlflow", action="store_true", help="also log the page to the last run's MLflow artifacts")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("generate", help="make an image with a registered adapter, offline")
     p.add_argument("--model", default="champion", help="alias (champion, challenger) or version number")
     p.add_argument("--prompt", required=True)

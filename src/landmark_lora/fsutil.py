@@ -26,6 +26,7 @@ import csv
 import io
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -66,6 +67,15 @@ def fsync_tree(folder: str | Path) -> None:
         fsync_dir(dirpath)
 
 
+def _mode_for(path: Path) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path beside ``path``; when the block ends without error, fsync it and rename
@@ -77,6 +87,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        # mkstemp makes the file 0600; keep the mode a plain open() would give (or the old file's),
+        # so reports and tables stay readable by whoever could read them before.
+        os.chmod(tmp, _mode_for(path))
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)

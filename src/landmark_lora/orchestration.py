@@ -412,7 +412,7 @@ def mlflow_ui_command(params: Params) -> str:
 def where_to_look(params: Params) -> list[tuple[str, str]]:
     reports = params.paths.reports
     return [
-        ("retrain report", f"{reports}/{REPORT_MD} (also a Prefect artifact 'retrain-report')"),
+        ("retrain report", f"{reports}/retrain.html (offline page); {reports}/{REPORT_MD} (also a Prefect artifact 'retrain-report')"),
         ("Prefect UI", "prefect server start  ->  http://127.0.0.1:4200 (flow runs, logs, artifacts)"),
         ("MLflow UI", mlflow_ui_command(params)),
         ("validation", f"{reports}/validation.json (Data Docs: {reports}/validation/index.html)"),
@@ -519,13 +519,17 @@ def write_report(outcome: dict, params: Params, markdown: str) -> Path:
     fsutil.write_json_atomic(reports / REPORT_JSON, outcome, indent=2, default=str)
     path = reports / REPORT_MD
     fsutil.write_text_atomic(path, markdown)
+    from landmark_lora.report_html import write_html_report
+
+    write_html_report(outcome, params)  # reports/retrain.html: the same run, offline, with pictures
     return path
 
 
 def publish(outcome: dict, params: Params) -> tuple[dict, str]:
     """The one door out for a run's report: scrub, render, write. Returns (outcome, markdown),
     both scrubbed of credentials (tracking.scrub_text, the scrubber of MLflow params), for the
-    Prefect artifact and the flow's return value; writes reports/retrain.json and retrain.md.
+    Prefect artifact and the flow's return value; writes reports/retrain.json, retrain.md and
+    retrain.html (the markdown links to that page).
 
     Adds ``where_to_look`` and ``report`` (the markdown's path) to the returned outcome."""
     from landmark_lora.tracking import scrub_deep, scrub_text
@@ -533,7 +537,9 @@ def publish(outcome: dict, params: Params) -> tuple[dict, str]:
     public = scrub_deep({**outcome, "where_to_look": dict(where_to_look(params)),
                          "report": str(Path(params.paths.reports) / REPORT_MD)})
     markdown = scrub_text(render_report(public, params))  # render adds URIs from params too
-    write_report(public, params, markdown)
+    page = (Path(params.paths.reports) / "retrain.html").resolve()
+    markdown += f"\n**Full report, with pictures (one offline page):** [{page}]({page.as_uri()})\n"
+    write_report(public, params, markdown)  # also writes reports/retrain.html
     return public, markdown
 
 

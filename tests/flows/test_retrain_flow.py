@@ -15,6 +15,7 @@ import time
 
 import pytest
 import yaml
+from report_fixtures import CHROMIUM, body_attr, external_refs, open_in_chromium
 from workspace import build_workspace
 
 from landmark_lora import rawtable
@@ -96,6 +97,20 @@ def test_first_run_samples_ingests_trains_registers_and_reports(ws, first_run, m
                    outcome["mlflow_run_id"], mlflow_server, "prefect server start"):
         assert needle in md, needle
     print(f"first run: {seconds:.0f} s")
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason="browser check of the real reports/retrain.html skipped: "
+                    "/usr/bin/chromium is missing (apt-get install -y chromium; .ci/run tries that)")
+def test_first_run_report_page_opens_offline_with_every_image(ws, first_run, tmp_path):
+    outcome, _ = first_run
+    page = ws / "reports" / "retrain.html"
+    assert external_refs(page.read_text(encoding="utf-8")) == []
+    dom = open_in_chromium(page, tmp_path / "profile")  # headless, every network request blocked
+    grids = len(list((ws / "reports" / "samples").glob("*.png")))
+    assert grids == 2 and int(body_attr(dom, "data-images")) >= grids
+    assert body_attr(dom, "data-images-loaded") == body_attr(dom, "data-images")
+    assert body_attr(dom, "data-metric-table-visible") == "yes"
+    assert "PROMOTED: version 1 is the new champion" in dom and outcome["mlflow_run_id"] in dom
 
 
 def test_nothing_new_skips_fast_without_an_mlflow_run(ws, first_run, retrain_module):
