@@ -254,7 +254,6 @@ def export_adapter(out_dir: Path, unet, text_encoder=None, metadata: Mapping[str
     ``{"peft": path, "kohya": path, "metadata": path}``.
     """
     from diffusers.loaders import StableDiffusionLoraLoaderMixin  # == StableDiffusionPipeline.save_lora_weights
-    from diffusers.utils import convert_state_dict_to_diffusers
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -318,14 +317,15 @@ def export_adapter(out_dir: Path, unet, text_encoder=None, metadata: Mapping[str
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        # 1. diffusers/peft: the same calls as diffusers' train_text_to_image_lora.py, plus the
-        #    LoraConfig as lora_adapter_metadata (keeps alpha, rslora, rank/alpha patterns)
+        # 1. diffusers/peft: save_lora_weights as in diffusers' train_text_to_image_lora.py, plus the
+        #    LoraConfig as lora_adapter_metadata (keeps alpha, rslora, rank/alpha patterns). Keys stay
+        #    peft (lora_A/lora_B): convert_state_dict_to_diffusers renames only the attention keys, and
+        #    load_lora_weights then drops them from a file that also has proj_in/ff/conv LoRA.
         StableDiffusionLoraLoaderMixin.save_lora_weights(
             save_directory=str(tmp),
-            unet_lora_layers=convert_state_dict_to_diffusers(_lora_state(unet, adapter_name)),
-            text_encoder_lora_layers=(convert_state_dict_to_diffusers(
-                _lora_state(text_encoder, adapter_name, _te_key_prefix(text_encoder)))
-                if text_encoder is not None else None),
+            unet_lora_layers=_lora_state(unet, adapter_name),
+            text_encoder_lora_layers=(_lora_state(text_encoder, adapter_name, _te_key_prefix(text_encoder))
+                                      if text_encoder is not None else None),
             unet_lora_adapter_metadata=_config_dict(unet_cfg),
             text_encoder_lora_adapter_metadata=_config_dict(te_cfg) if te_cfg is not None else None,
             weight_name=PEFT_WEIGHTS,
