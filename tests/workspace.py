@@ -24,6 +24,9 @@ FAST_PARAMS = {
     "train": {"max_steps": 4, "batch_size": 2, "eval_every": 4, "checkpoint_every": 4, "learning_rate": 0.001},
     "eval": {"max_prompts": 2, "num_inference_steps": 2},
     "mlflow": {"system_metrics": False},
+    # params.yaml's LoRA recipe is for the toy-world base (rank 16, wide targets, text encoder):
+    # the tests' tiny base keeps the small attention-only LoRA
+    "lora": {"rank": 4, "alpha": 4.0, "targets": ["to_q", "to_k", "to_v", "to_out.0"], "text_encoder": False},
     "model": {"base": "tiny"},  # params.yaml ships the trained toy-world base; tests keep the fast random one
 }
 # Never copied into a workspace: data, outputs and local state of the checkout.

@@ -309,6 +309,12 @@ def test_a_sabotaged_run_on_ff_proj_in_and_the_text_encoder_fails_the_gate(ws):
         assert any(k.startswith("text_encoder.") for k in tensors)
         problems = sanity_gates(good, Path("models/adapter"), sabotage)
         assert any("blew up" in p for p in problems), problems
+        # every pair was measured, the text encoder's too (its base file may drop "text_model.")
+        from landmark_lora.diffusion import resolve_base
+        from landmark_lora.stages.promote import lora_delta
+
+        delta = lora_delta(Path("models/adapter"), resolve_base(sabotage.model))
+        assert not delta.unchecked and delta.checked == sum(k.endswith(".lora_A.weight") for k in tensors), delta
     finally:
         ws.use(ws.worse)
 

@@ -110,7 +110,10 @@ def _base_weights(base: Path, component: str) -> tuple[dict, dict]:
         if not key.endswith(".weight") or w.dim() < 2:
             continue
         module = key[: -len(".weight")]
-        for name in {module, module.removeprefix("text_model.")}:
+        # transformers saves CLIPTextModel as "text_model.encoder..." or, newer, "encoder...";
+        # LoRA files name it either way too: index both spellings.
+        bare = module.removeprefix("text_model.")
+        for name in {module, bare, "text_model." + bare}:
             by_name[name] = w
             by_kohya[name.replace(".", "_")] = w
     return by_name, by_kohya
