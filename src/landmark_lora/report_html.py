@@ -42,6 +42,18 @@ METRIC_MEANINGS: dict[str, tuple[str, str]] = {
                    "empty when eval.clip_model is not set."),
     "output_change": ("informational", "How far the adapter's images move away from the base model's "
                       "for the same prompt (0 = identical)."),
+    "landmark_accuracy": ("higher is better", "Share of generated images in which an offline classifier, "
+                          "trained on the real train photos, sees the asked landmark."),
+    "angle_accuracy": ("higher is better", "Share of generated images in which the classifier sees the "
+                       "asked camera angle (eye level, from below, from above)."),
+    "pose_accuracy": ("higher is better", "Share of generated images in which the classifier sees the "
+                      "asked pose; empty when it cannot read poses on real photos."),
+    "landmark_accuracy_calibration": ("higher is better", "How well that classifier reads the real val "
+                                      "photos; below eval.min_calibration its metric is not reported."),
+    "angle_accuracy_calibration": ("higher is better", "The angle classifier on the real val photos "
+                                   "(same rule)."),
+    "pose_accuracy_calibration": ("higher is better", "The pose classifier on the real val photos "
+                                  "(same rule)."),
 }
 _NOT_METRICS = {"prompts", "data_version", "mlflow_run_id", "base", "eval_loss_by_timestep"}
 
