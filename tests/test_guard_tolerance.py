@@ -16,9 +16,12 @@ def test_misspelt_guard_metric_is_named_with_a_suggestion():
 
 
 def test_unguessable_guard_metric_lists_the_known_ones():
+    from landmark_lora.config import GUARD_METRICS
+
     with pytest.raises(ConfigError) as err:
         parse_params({"promotion": {"guard_tolerance": {"vibes": 0.1}}})
-    assert "promotion.guard_tolerance.vibes: unknown key (known keys: background_consistency, shot_agreement)" \
+    assert "background_consistency" in GUARD_METRICS and "shot_agreement" in GUARD_METRICS
+    assert f"promotion.guard_tolerance.vibes: unknown key (known keys: {', '.join(GUARD_METRICS)})" \
         in str(err.value)
 
 
@@ -28,7 +31,9 @@ def test_known_guards_and_an_empty_mapping_load():
     params = parse_params({"promotion": {"guard_tolerance": {"shot_agreement": 0.2}}})
     assert params.promotion.guard_tolerance == {"shot_agreement": 0.2}
     assert parse_params({"promotion": {"guard_tolerance": {}}}).promotion.guard_tolerance == {}
-    assert set(parse_params({}).promotion.guard_tolerance) == set(GUARD_METRICS)
+    # on by default: the two image guards; the label accuracies are opt-in (they may be refused)
+    assert set(parse_params({}).promotion.guard_tolerance) == {"background_consistency", "shot_agreement"}
+    assert set(parse_params({}).promotion.guard_tolerance) <= set(GUARD_METRICS)
 
 
 def test_every_guard_metric_reaches_the_decision():
