@@ -143,9 +143,11 @@ def render_dataset(recipe: Recipe, work: Path) -> dict[str, np.ndarray | list[st
     arr = np.stack(imgs)
     # Held-out photos come last in the stream: new place instances' poses and variants.
     out = {"train": arr[: recipe.images], "heldout": arr[recipe.images:], "captions": caps[: recipe.images]}
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, train=out["train"], heldout=out["heldout"], captions=np.array(out["captions"]))
-    os.replace(tmp, path)
+    from landmark_lora import fsutil
+
+    # a file handle: np.savez would append ".npz" to the temp name
+    with fsutil.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, train=out["train"], heldout=out["heldout"], captions=np.array(out["captions"]))
     return out
 
 
@@ -184,12 +186,29 @@ def text_config(recipe: Recipe, vocab_size: int, bos: int, eos: int) -> dict[str
                 bos_token_id=bos, eos_token_id=eos, pad_token_id=eos)
 
 
-def _checkpoint(path: Path, state: dict) -> None:
+def _checkpoint(path: Path, modules: dict, opt, step: int, hist: list) -> None:
+    """Save ``modules`` (name -> nn.Module), the optimizer, step and loss history, atomically."""
     import torch
 
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    from landmark_lora import fsutil
+
+    state = {name: m.state_dict() for name, m in modules.items()}
+    with fsutil.atomic_path(path) as tmp:
+        torch.save({**state, "opt": opt.state_dict(), "step": step, "hist": hist}, tmp)
+
+
+def _resume(path: Path, modules: dict, opt, label: str) -> tuple[int, list]:
+    """Load a ``_checkpoint`` into ``modules`` and ``opt`` when there is one: (step, hist)."""
+    import torch
+
+    if not path.exists():
+        return 0, []
+    state = torch.load(path, weights_only=False)
+    for name, m in modules.items():
+        m.load_state_dict(state[name])
+    opt.load_state_dict(state["opt"])
+    _log(f"{label}: resumed at step {state['step']}")
+    return state["step"], state["hist"]
 
 
 def train_vae(recipe: Recipe, data: dict, work: Path, progress: Callable[[int, int, float], None] | None = None):
@@ -200,13 +219,7 @@ def train_vae(recipe: Recipe, data: dict, work: Path, progress: Callable[[int, i
     vae = AutoencoderKL(**vae_config(recipe)).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(vae.parameters(), lr=recipe.vae_lr, weight_decay=0.0, foreach=True)
     ckpt = work / f"vae-{recipe.vae_key()}.pt"
-    step, hist = 0, []
-    if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        vae.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        step, hist = state["step"], state["hist"]
-        _log(f"VAE: resumed at step {step}")
+    step, hist = _resume(ckpt, {"model": vae}, opt, "VAE")
     x_all = _to_tensor(data["train"])
     g = torch.Generator().manual_seed(recipe.seed + 11)
     for _ in range(step):  # keep the batch stream identical across resumes
@@ -235,7 +248,7 @@ def train_vae(recipe: Recipe, data: dict, work: Path, progress: Callable[[int, i
             _log(f"VAE step {step}/{recipe.vae_steps} mse {np.mean(hist[-25:]):.5f} (train PSNR {psnr:.2f} dB) "
                  f"{(time.time() - t0) / max(1, len(hist)):.2f} s/step")
         if step % 100 == 0 or step == recipe.vae_steps:
-            _checkpoint(ckpt, {"model": vae.state_dict(), "opt": opt.state_dict(), "step": step, "hist": hist})
+            _checkpoint(ckpt, {"model": vae}, opt, step, hist)
     vae.eval()
     return vae
 
@@ -295,14 +308,7 @@ def train_unet(recipe: Recipe, captions: list[str], means, stds, scale: float, t
     params = list(unet.parameters()) + list(text.parameters())
     opt = torch.optim.AdamW(params, lr=recipe.unet_lr, weight_decay=0.01, foreach=True)
     ckpt = work / f"unet-{recipe.key()}.pt"
-    step, hist = 0, []
-    if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        unet.load_state_dict(state["unet"])
-        text.load_state_dict(state["text"])
-        opt.load_state_dict(state["opt"])
-        step, hist = state["step"], state["hist"]
-        _log(f"UNet: resumed at step {step}")
+    step, hist = _resume(ckpt, {"unet": unet, "text": text}, opt, "UNet")
     ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids
     empty = tokenizer([""], padding="max_length", max_length=tokenizer.model_max_length,
@@ -341,8 +347,7 @@ def train_unet(recipe: Recipe, captions: list[str], means, stds, scale: float, t
             _log(f"UNet step {step}/{recipe.unet_steps} loss {np.mean(hist[-25:]):.4f} "
                  f"{(time.time() - t0) / max(1, step - done0):.2f} s/step")
         if step % 100 == 0 or step == recipe.unet_steps:
-            _checkpoint(ckpt, {"unet": unet.state_dict(), "text": text.state_dict(), "opt": opt.state_dict(),
-                               "step": step, "hist": hist})
+            _checkpoint(ckpt, {"unet": unet, "text": text}, opt, step, hist)
     unet.eval()
     text.eval()
     return unet, text, hist
