@@ -33,7 +33,7 @@ def load_base_tokenizer(cfg: ModelConfig) -> Any:
     """The tokenizer of ``model.base`` (the tiny base is built first if needed)."""
     from transformers import CLIPTokenizer
 
-    from landmark_lora.models.base import ensure_base_model
+    from landmark_lora.diffusion.base import ensure_base_model
 
     base = Path(ensure_base_model(cfg.base, Path(cfg.dir), cfg.revision))
     tok = CLIPTokenizer.from_pretrained(str(base), subfolder="tokenizer")

@@ -23,6 +23,8 @@ import mlflow.pyfunc
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
+from landmark_lora.diffusion.pipeline import load_pipeline
+
 
 # The file MLflow copies into each logged model and runs on load (it calls mlflow.models.set_model).
 MODEL_CODE = Path(__file__).with_name("serving_model.py")
@@ -37,14 +39,12 @@ class LandmarkLoraModel(mlflow.pyfunc.PythonModel):
         self.pipe = None
 
     def load_context(self, context) -> None:
-        from landmark_lora.stages.evaluate import load_pipeline
-
         config = context.model_config or {}  # models from code: the settings live in MLmodel
         self.base_ref = config.get("base_ref", self.base_ref)
         self.steps = int(config.get("steps", self.steps))
         self.guidance = float(config.get("guidance", self.guidance))
         base = context.artifacts.get("base") or self.base_ref
-        self.pipe = load_pipeline(Path(base), Path(context.artifacts["adapter"]))
+        self.pipe = load_pipeline(Path(base), Path(context.artifacts["adapter"]), device="auto")
 
     def generate(self, prompt: str, seed: int = 0, width: int | None = None, height: int | None = None):
         import torch

@@ -385,7 +385,7 @@ def test_accelerate_configs_load_and_launch_as_intended(name, kind, procs):
 def test_fsdp_wraps_a_block_the_unet_has(tmp_path):
     """The wrap class named in fsdp.yaml exists in the (tiny) UNet, as in real SD UNets."""
     from landmark_lora.config import parse_params
-    from landmark_lora.diffusion import load_components, resolve_base
+    from landmark_lora.diffusion.components import load_components, resolve_base
 
     params = parse_params({"model": {"dir": str(tmp_path / "models")}})
     parts = load_components(resolve_base(params.model), unet=True, vae=False, text=False)

@@ -271,16 +271,16 @@ def _render(pipe, steps: int, guidance: float, seed: int = 5) -> np.ndarray:
 
 
 def test_served_champion_draws_the_adapters_image_not_the_bases(in_story):
-    from landmark_lora.diffusion import resolve_base
-    from landmark_lora.stages.evaluate import load_pipeline
+    from landmark_lora.diffusion.components import resolve_base
+    from landmark_lora.diffusion.pipeline import load_pipeline
 
     assert in_story["a_report"]["decision"] == "promoted"
     [png] = in_story["served"]
     served = np.asarray(Image.open(io.BytesIO(base64.b64decode(png))).convert("RGB"), dtype=np.float32)
     steps, guidance = in_story["served_steps"], in_story["served_guidance"]
     base = resolve_base(in_story["params"].model)
-    with_adapter = _render(load_pipeline(base, in_story["a_adapter"]), steps, guidance)
-    plain = _render(load_pipeline(base), steps, guidance)
+    with_adapter = _render(load_pipeline(base, in_story["a_adapter"], device="auto"), steps, guidance)
+    plain = _render(load_pipeline(base, device="auto"), steps, guidance)
     assert served.shape == with_adapter.shape
     assert np.abs(served - with_adapter).max() <= 1.0  # the same image, to PNG rounding
     assert np.abs(served - plain).mean() > 2.0  # and clearly not the base's
@@ -302,15 +302,16 @@ def test_challenger_that_beats_the_champion_is_promoted(in_story):
 
 
 def test_rescored_champion_is_judged_by_its_new_numbers(in_story):
-    from landmark_lora.diffusion import resolve_base
-    from landmark_lora.stages.evaluate import held_out_loss, load_pipeline
+    from landmark_lora.diffusion.components import resolve_base
+    from landmark_lora.diffusion.pipeline import load_pipeline
+    from landmark_lora.stages.evaluate import held_out_loss
 
     b, c = in_story["b_report"], in_story["c_report"]
     prev = c["previous_champion"]
     assert prev["version"] == b["challenger"]["version"] and prev["rescored"] is True
     # B's loss on the new val data, computed here from B's own adapter files
     params = in_story["params"]
-    pipe = load_pipeline(resolve_base(params.model), in_story["b_adapter"])
+    pipe = load_pipeline(resolve_base(params.model), in_story["b_adapter"], device="auto")
     fresh = held_out_loss(params, pipe)["eval_loss"]
     stale = b["challenger"]["metrics"]["eval_loss"]
     assert abs(fresh - stale) > 1e-4 * stale  # the new data really scores differently

@@ -241,7 +241,7 @@ def test_a_crash_between_registering_and_tagging_does_not_poison_later_runs(ws):
 
 
 def _base_module(folder: str, needle: str, dims: int) -> tuple[str, torch.Tensor]:
-    from landmark_lora.diffusion import resolve_base
+    from landmark_lora.diffusion.components import resolve_base
 
     base = resolve_base(FAST_PARAMS.model)
     weights = {}
@@ -270,7 +270,7 @@ def _pair(weight: torch.Tensor, scale: float, rank: int = 2) -> tuple[torch.Tens
 @pytest.mark.parametrize("fmt", ["peft", "diffusers", "kohya"])
 @pytest.mark.parametrize("target", ["ff.net.2", "proj_in", "text_encoder q_proj"])
 def test_the_blow_up_gate_checks_every_lora_pair_whatever_its_key_format(tmp_path, fmt, target):
-    from landmark_lora.diffusion import resolve_base
+    from landmark_lora.diffusion.components import resolve_base
     from landmark_lora.stages.promote import lora_delta_ratio
 
     folder = "text_encoder" if target.startswith("text_encoder") else "unet"
@@ -310,7 +310,7 @@ def test_a_sabotaged_run_on_ff_proj_in_and_the_text_encoder_fails_the_gate(ws):
         problems = sanity_gates(good, Path("models/adapter"), sabotage)
         assert any("blew up" in p for p in problems), problems
         # every pair was measured, the text encoder's too (its base file may drop "text_model.")
-        from landmark_lora.diffusion import resolve_base
+        from landmark_lora.diffusion.components import resolve_base
         from landmark_lora.stages.promote import lora_delta
 
         delta = lora_delta(Path("models/adapter"), resolve_base(sabotage.model))
@@ -320,7 +320,7 @@ def test_a_sabotaged_run_on_ff_proj_in_and_the_text_encoder_fails_the_gate(ws):
 
 
 def test_a_healthy_run_passes_the_gate_with_every_pair_checked(ws):
-    from landmark_lora.diffusion import resolve_base
+    from landmark_lora.diffusion.components import resolve_base
     from landmark_lora.stages.promote import lora_delta, sanity_gates
 
     ws.use(ws.worse)

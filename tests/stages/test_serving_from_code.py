@@ -32,7 +32,7 @@ def logged(workspace, tmp_path_factory):  # noqa: F811
     """Train 2 steps, log the pyfunc into a run of a fresh tracking store; the model's local copy."""
     import mlflow
 
-    from landmark_lora.diffusion import resolve_base
+    from landmark_lora.diffusion.components import resolve_base
     from landmark_lora.serving import log_adapter_model
     from landmark_lora.stages.train import run_training
 
@@ -58,10 +58,10 @@ def logged(workspace, tmp_path_factory):  # noqa: F811
 def reference(logged):
     """The image the pickled model made: the same class, the pipeline built from base + adapter."""
     from landmark_lora.serving import LandmarkLoraModel
-    from landmark_lora.stages.evaluate import load_pipeline
+    from landmark_lora.diffusion.pipeline import load_pipeline
 
     model = LandmarkLoraModel(None, STEPS, GUIDANCE)
-    model.pipe = load_pipeline(logged["base"], logged["adapter"])
+    model.pipe = load_pipeline(logged["base"], logged["adapter"], device="auto")  # as load_context does
     return np.asarray(model.generate(PROMPT, SEED))
 
 

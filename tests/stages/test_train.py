@@ -73,7 +73,7 @@ def _mlflow_client():
 
 
 def test_cached_latents_cover_every_image_and_caption(in_ws):
-    from landmark_lora.stages.cache_latents import caption_key, load_latents
+    from landmark_lora.diffusion.latents import caption_key, load_latents
 
     entries, tensors = load_latents(Path("data/latents"), "train")
     assert len(entries) == 6
@@ -123,9 +123,9 @@ def test_learning_rate_warms_up_then_decays(in_ws):
 
 
 def test_eval_loss_is_deterministic_and_restores_rng(in_ws):
-    from landmark_lora.diffusion import load_components, resolve_base
-    from landmark_lora.stages.cache_latents import load_latents
-    from landmark_lora.stages.train import Encoder, Split, evaluate_loss
+    from landmark_lora.diffusion.components import load_components, resolve_base
+    from landmark_lora.diffusion.latents import load_latents
+    from landmark_lora.diffusion.loss import Encoder, Split, evaluate_loss
 
     params = _params()
     parts = load_components(resolve_base(params.model), unet=True)
@@ -143,9 +143,9 @@ def test_eval_loss_is_deterministic_and_restores_rng(in_ws):
 
 
 def test_uncached_mode_sees_the_same_data_as_cached(in_ws):
-    from landmark_lora.diffusion import load_components, resolve_base
-    from landmark_lora.stages.cache_latents import load_latents
-    from landmark_lora.stages.train import Encoder, Split, evaluate_loss
+    from landmark_lora.diffusion.components import load_components, resolve_base
+    from landmark_lora.diffusion.latents import load_latents
+    from landmark_lora.diffusion.loss import Encoder, Split, evaluate_loss
 
     params = _params()
     parts = load_components(resolve_base(params.model), unet=True, vae=True, text=True)
@@ -158,7 +158,7 @@ def test_uncached_mode_sees_the_same_data_as_cached(in_ws):
 
 
 def test_latents_from_another_base_are_refused(in_ws):
-    from landmark_lora.stages.cache_latents import load_latents
+    from landmark_lora.diffusion.latents import load_latents
 
     with pytest.raises(ValueError, match="rerun `dvc repro cache_latents`"):
         load_latents(Path("data/latents"), "train", expect_fingerprint="0000000000000000")
@@ -167,7 +167,7 @@ def test_latents_from_another_base_are_refused(in_ws):
 def test_base_fingerprint_follows_weights(tmp_path):
     import shutil
 
-    from landmark_lora.diffusion import base_fingerprint, resolve_base
+    from landmark_lora.diffusion.components import base_fingerprint, resolve_base
 
     src = resolve_base(parse_params({}).model)
     copy = tmp_path / "base"
@@ -181,7 +181,8 @@ def test_base_fingerprint_follows_weights(tmp_path):
 
 
 def test_batch_plan_is_a_pure_function_of_step():
-    from landmark_lora.stages.train import BatchPlan, Split
+    from landmark_lora.diffusion.loss import Split
+    from landmark_lora.stages.train import BatchPlan
 
     entries = [{"width": (64, 72)[i % 3 == 0], "height": 64} for i in range(11)]
     plan_a = BatchPlan(Split(entries), per_rank=2, world=2, seed=3)

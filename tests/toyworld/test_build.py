@@ -35,7 +35,7 @@ def micro_build(tmp_path_factory) -> tuple[Path, Path, dict]:
 def test_micro_build_is_a_loadable_sd_pipeline_with_a_manifest(micro_build):
     import torch
 
-    from landmark_lora.models.base import load_pipeline
+    from landmark_lora.diffusion.pipeline import load_pipeline
 
     out, _, report = micro_build
     manifest = json.loads((out / MANIFEST).read_text())
@@ -63,7 +63,7 @@ def test_a_rebuild_resumes_from_the_checkpoints(micro_build, capsys):
 
 def test_the_packaged_tokenizer_is_the_one_the_recipe_trains():
     """Changing the world's captions or the catalogue means retraining the shipped tokenizer."""
-    from landmark_lora.models.base import TOYWORLD_DIR
+    from landmark_lora.diffusion.base import TOYWORLD_DIR
 
     merges = train_bpe(tokenizer_corpus())
     shipped = (TOYWORLD_DIR / "tokenizer" / "merges.txt").read_text(encoding="utf-8").splitlines()[1:]
@@ -74,7 +74,7 @@ def test_evaluate_runs_an_fp16_saved_base_in_fp32(micro_build):
     """The shipped toy-world weights are fp16 on disk; evaluate must not mix Half and Float on CPU."""
     import torch
 
-    from landmark_lora.stages.evaluate import load_pipeline as evaluate_pipeline
+    from landmark_lora.diffusion.pipeline import load_pipeline as evaluate_pipeline
 
     out, _, _ = micro_build
     pipe = evaluate_pipeline(out)

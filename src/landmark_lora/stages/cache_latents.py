@@ -9,24 +9,23 @@ Writes ``data/latents/{train,val}.safetensors`` and ``data/latents/index.json``:
 - ``text.<sha16>``: the CLIP hidden states of each distinct caption, plus ``text.empty`` for
   caption dropout.
 The index records the base model and its fingerprint; training refuses latents made from
-another base. DVC reruns this stage when the processed data, ``model`` params or the code change.
+another base. ``landmark_lora.diffusion.latents`` reads the cache (train, evaluate). DVC reruns
+this stage when the processed data, ``model`` params or the code change.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from landmark_lora import fsutil
 from landmark_lora.config import Params
-from landmark_lora.diffusion import (
+from landmark_lora.diffusion.components import (
     base_fingerprint,
     encode_images,
     encode_prompts,
@@ -35,13 +34,9 @@ from landmark_lora.diffusion import (
     read_split,
     resolve_base,
 )
+from landmark_lora.diffusion.latents import INDEX_NAME, LATENTS_DIR, caption_key, split_file
 
-LATENTS_DIR = Path("data/latents")
 BATCH = 16
-
-
-def caption_key(text: str) -> str:
-    return "text.empty" if not text else "text." + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def cache_latents(params: Params, out_dir: Path = LATENTS_DIR) -> dict:
@@ -75,10 +70,10 @@ def cache_latents(params: Params, out_dir: Path = LATENTS_DIR) -> dict:
                 tensors[caption_key(text)] = emb[j].float().contiguous()
         entries = [dict(rec, index=i, text_key=caption_key(rec["text"])) for i, rec in enumerate(records)]
         index["splits"][split] = entries
-        with fsutil.atomic_path(out_dir / f"{split}.safetensors") as tmp:
+        with fsutil.atomic_path(split_file(out_dir, split)) as tmp:
             save_file(tensors, str(tmp), metadata={"base_fingerprint": index["base_fingerprint"], "split": split})
         total += len(records)
-    fsutil.write_json_atomic(out_dir / "index.json", index, newline=False, indent=1, ensure_ascii=False)
+    fsutil.write_json_atomic(out_dir / INDEX_NAME, index, newline=False, indent=1, ensure_ascii=False)
     index["seconds"] = round(time.perf_counter() - started, 2)
     index["images"] = total
     return index
@@ -89,19 +84,3 @@ def _load(path: Path, w: int, h: int) -> torch.Tensor:
         if im.size != (w, h):
             raise ValueError(f"{path}: size {im.size} does not match its bucket {w}x{h} in metadata.jsonl; rerun preprocess")
         return image_to_tensor(im)
-
-
-def load_latents(out_dir: Path, split: str, expect_fingerprint: str | None = None) -> tuple[list[dict], dict[str, torch.Tensor]]:
-    """Entries and tensors of one split; checks they were made from the expected base."""
-    index_path = Path(out_dir) / "index.json"
-    if not index_path.exists():
-        raise FileNotFoundError(f"{index_path}: no cached latents; run `dvc repro cache_latents`")
-    index = json.loads(index_path.read_text(encoding="utf-8"))
-    if expect_fingerprint and index["base_fingerprint"] != expect_fingerprint:
-        raise ValueError(
-            f"{index_path}: latents were encoded with base '{index['base_model']}' "
-            f"({index['base_fingerprint']}), not the current base ({expect_fingerprint}); "
-            "rerun `dvc repro cache_latents`"
-        )
-    tensors = load_file(str(Path(out_dir) / f"{split}.safetensors"))
-    return index["splits"][split], tensors

@@ -37,21 +37,13 @@ from landmark_lora import fsutil
 from landmark_lora.catalogue import load_catalogue, render_caption
 from landmark_lora.classifier import Calibrated, calibrated_classifiers, label_accuracies
 from landmark_lora.config import Params
-from landmark_lora.diffusion import Components, base_fingerprint, read_split, resolve_base
+from landmark_lora.diffusion.components import Components, base_fingerprint, read_split, resolve_base
+from landmark_lora.diffusion.latents import LATENTS_DIR, load_latents
+from landmark_lora.diffusion.loss import Encoder, Split, evaluate_loss
+from landmark_lora.diffusion.pipeline import load_pipeline
 from landmark_lora.metrics import NO_PERSON, background_consistency, classify_shot
 
 ADAPTER_WEIGHTS = "pytorch_lora_weights.safetensors"
-
-
-def load_pipeline(base: Path, adapter_dir: Path | None = None):
-    """The base pipeline (fp32, CPU or GPU), with the adapter loaded when given."""
-    from landmark_lora.models.base import load_pipeline as load_base_pipeline
-
-    # fp32 whatever the files hold: the toy-world base ships fp16 weights, which CPUs run badly or not at all
-    pipe = load_base_pipeline(base, dtype=torch.float32, device="cuda" if torch.cuda.is_available() else None)
-    if adapter_dir is not None:
-        pipe.load_lora_weights(str(adapter_dir))
-    return pipe
 
 
 def prompt_set(params: Params, val: list[dict]) -> list[dict]:
@@ -140,9 +132,6 @@ def held_out_loss(params: Params, pipe) -> dict[str, float]:
     """eval_loss of the pipeline's UNet (with whatever LoRA is loaded) on the val latents."""
     from diffusers import DDPMScheduler
 
-    from landmark_lora.stages.cache_latents import LATENTS_DIR, load_latents
-    from landmark_lora.stages.train import Encoder, Split, evaluate_loss
-
     entries, tensors = load_latents(LATENTS_DIR, "val", base_fingerprint(resolve_base(params.model)))
     if not entries:
         entries, tensors = load_latents(LATENTS_DIR, "train")
@@ -183,7 +172,7 @@ def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None 
     prompts = prompts if prompts is not None else prompt_set(params, val)
     refs = _references(params)
     classifiers = calibrated_classifiers(processed, params.eval.min_calibration, params.eval.min_calibration_photos)
-    pipe = load_pipeline(base)
+    pipe = load_pipeline(base, device="auto")  # fp32 (the toy-world base ships fp16), on the GPU when there is one
     base_loss = held_out_loss(params, pipe)
     base_images = generate(pipe, prompts, params)
     pipe.load_lora_weights(str(adapter_dir))

@@ -67,7 +67,7 @@ def sanity_gates(metrics: dict, adapter_dir: Path | None, params: Params) -> lis
         weight_problems = adapter_weight_problems(adapter_dir)
         problems += weight_problems
         if not weight_problems:
-            from landmark_lora.diffusion import resolve_base
+            from landmark_lora.diffusion.components import resolve_base
 
             delta = lora_delta(adapter_dir, resolve_base(params.model))
             if delta.worst > cfg.max_delta_ratio:
@@ -277,7 +277,7 @@ def _find_or_register(params: Params, client):
     it has none yet, else reused, with any tag a crashed earlier attempt did not write re-applied."""
     import mlflow
 
-    from landmark_lora.diffusion import resolve_base
+    from landmark_lora.diffusion.components import resolve_base
     from landmark_lora.serving import log_adapter_model
 
     run_id = _train_run_id(params)

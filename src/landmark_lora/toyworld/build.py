@@ -178,7 +178,7 @@ def unet_config(recipe: Recipe) -> dict[str, Any]:
 
 
 def text_config(recipe: Recipe, vocab_size: int, bos: int, eos: int) -> dict[str, Any]:
-    from landmark_lora.models.base import MAX_TOKENS
+    from landmark_lora.diffusion.base import MAX_TOKENS
 
     return dict(vocab_size=vocab_size, hidden_size=recipe.text_hidden, intermediate_size=recipe.text_hidden * 4,
                 num_hidden_layers=recipe.text_layers, num_attention_heads=recipe.text_heads,
@@ -297,7 +297,7 @@ def train_unet(recipe: Recipe, captions: list[str], means, stds, scale: float, t
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from landmark_lora.models.base import SCHEDULER_CONFIG
+    from landmark_lora.diffusion.base import SCHEDULER_CONFIG
 
     torch.manual_seed(recipe.seed + 1)
     unet = UNet2DConditionModel(**unet_config(recipe))
@@ -373,7 +373,7 @@ def save_pipeline(out: Path, vae, unet, text, tokenizer_dir: Path, report: dict)
     from diffusers import DDPMScheduler, StableDiffusionPipeline
     from transformers import CLIPTokenizer
 
-    from landmark_lora.models.base import MAX_TOKENS, SCHEDULER_CONFIG
+    from landmark_lora.diffusion.base import MAX_TOKENS, SCHEDULER_CONFIG
 
     tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir), model_max_length=MAX_TOKENS)
     pipe = StableDiffusionPipeline(vae=vae.to(torch.float16), text_encoder=text.to(torch.float16), tokenizer=tokenizer,
@@ -440,7 +440,7 @@ def build(recipe: Recipe, out: Path, work: Path, progress: bool = True) -> dict:
 
 def compare_with_shipped(out: Path) -> bool:
     """True when every file of ``out`` has the sha256 the shipped base's manifest records."""
-    from landmark_lora.models.base import TOYWORLD_DIR
+    from landmark_lora.diffusion.base import TOYWORLD_DIR
 
     try:
         shipped = json.loads((TOYWORLD_DIR / MANIFEST).read_text(encoding="utf-8"))["files"]

@@ -20,7 +20,7 @@ from typing import Iterable
 
 import regex
 
-from landmark_lora.models.base import BOS, EOS, MAX_TOKENS
+from landmark_lora.diffusion.base import BOS, EOS, MAX_TOKENS
 
 # CLIP's pre-tokenizer: words, single digits, runs of punctuation (after lowercasing).
 _WORDS = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""", regex.IGNORECASE)

@@ -1,6 +1,6 @@
 """Shared diffusion helpers for the cache, train and evaluate stages.
 
-    from landmark_lora.diffusion import resolve_base, load_components
+    from landmark_lora.diffusion.components import resolve_base, load_components
     base = resolve_base(params.model)             # models/base-tiny, a local folder or a cached hub id
     parts = load_components(base, vae=True, text=True)
     emb = encode_prompts(parts, ["lmksnap snapshot photo, ..."])
@@ -23,7 +23,7 @@ from landmark_lora.config import ModelConfig
 
 def resolve_base(cfg: ModelConfig) -> Path:
     """A local diffusers folder for ``model.base`` (the tiny one is built on first use)."""
-    from landmark_lora.models.base import ensure_base_model
+    from landmark_lora.diffusion.base import ensure_base_model
 
     return Path(ensure_base_model(cfg.base, Path(cfg.dir), cfg.revision))
 

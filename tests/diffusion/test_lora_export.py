@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from landmark_lora.models.base import load_pipeline
-from landmark_lora.models.lora_export import (
+from landmark_lora.diffusion.pipeline import load_pipeline
+from landmark_lora.diffusion.lora_export import (
     KOHYA_WEIGHTS,
     METADATA_JSON,
     PEFT_WEIGHTS,

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from landmark_lora.models import base as base_mod
-from landmark_lora.models.base import TOYWORLD_DIR, BaseModelError, ensure_base_model, load_pipeline
+from landmark_lora.diffusion import base as base_mod
+from landmark_lora.diffusion.base import TOYWORLD_DIR, BaseModelError, ensure_base_model
 from landmark_lora.toyworld.build import MANIFEST, RECIPE, weight_hashes
 from landmark_lora.toyworld.world import world_samples
 

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from landmark_lora.models import base as base_mod
-from landmark_lora.models.base import (
+from landmark_lora.diffusion import base as base_mod
+from landmark_lora.diffusion.base import (
     BaseModelError,
     build_bpe_tokenizer,
     build_tiny_pipeline,
     ensure_base_model,
-    load_pipeline,
 )
+from landmark_lora.diffusion.pipeline import load_pipeline
 
 CAPTION = "lmksnap snapshot photo, upper-body shot, in front of Gyeongbokgung Palace"
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -195,7 +195,7 @@ def test_no_network_and_no_hang_without_offline_mode(tiny_base, tmp_path):
                PYTHONPATH=os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]))
     code = textwrap.dedent("""
         import sys, time
-        from landmark_lora.models.base import BaseModelError, ensure_base_model
+        from landmark_lora.diffusion.base import BaseModelError, ensure_base_model
         print(ensure_base_model("someorg/tiny-sd"))
         for spec in ("not-a/real-model", "/nonexistent/dir"):
             t = time.monotonic()

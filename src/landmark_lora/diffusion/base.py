@@ -1,6 +1,7 @@
 """The base Stable Diffusion model: an embedded tiny SD 1.x built from config, or a local checkpoint.
 
-    from landmark_lora.models.base import ensure_base_model, load_pipeline, build_tiny_pipeline
+    from landmark_lora.diffusion.base import ensure_base_model, build_tiny_pipeline
+    from landmark_lora.diffusion.pipeline import load_pipeline
 
     path = ensure_base_model("tiny")                    # builds models/base-tiny once, offline
     path = ensure_base_model("/data/sd15")              # a local diffusers folder (has model_index.json)
@@ -30,7 +31,7 @@ The toy-world model ("toyworld") is the same shape, really trained on a generic 
 (landmark_lora.toyworld) and shipped in the package (``TOYWORLD_DIR``, fp16 safetensors, each
 file's sha256 in toyworld.json); ``landmark-lora build-base toyworld`` retrains it from its recipe.
 * DDPMScheduler (SD 1.x betas, epsilon) saved with it: training's noise schedule;
-  ``load_pipeline`` swaps in DPMSolverMultistepScheduler built from the same config.
+  ``diffusion.pipeline.load_pipeline`` swaps in DPMSolverMultistepScheduler built from the same config.
 """
 
 from __future__ import annotations
@@ -378,29 +379,3 @@ def ensure_base_model(spec: str, models_dir: Path = Path("models"), revision: st
             + _fix_hint(spec))
     return _from_hf_cache(spec, revision, cache_dir)
 
-
-def load_pipeline(path: str | Path, dtype: "torch.dtype | None" = None, fast_scheduler: bool = True,
-                  device: str | None = None) -> "StableDiffusionPipeline":
-    """A StableDiffusionPipeline from a local diffusers folder, offline, no safety checker.
-
-    ``fast_scheduler`` swaps the saved (training) DDPM scheduler for DPM-Solver++ from the same
-    config, which gives usable images in 4-20 steps.
-    """
-    import torch
-    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
-
-    try:  # newer diffusers take `dtype` and warns on `torch_dtype`; older ones only know the latter
-        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401
-
-        dtype_kw = "dtype"
-    except ImportError:
-        dtype_kw = "torch_dtype"
-    pipe = StableDiffusionPipeline.from_pretrained(
-        str(path), safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-        local_files_only=True, **{dtype_kw: dtype or torch.float32})
-    if fast_scheduler:
-        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
-    pipe.set_progress_bar_config(disable=True)
-    if device:
-        pipe.to(device)
-    return pipe

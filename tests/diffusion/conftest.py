@@ -18,7 +18,7 @@ CAPTION = "lmksnap snapshot photo, upper-body shot, in front of Gyeongbokgung Pa
 @pytest.fixture(scope="session")
 def tiny_base(tmp_path_factory) -> Path:
     """models/base-tiny, built once per test session in a temp folder."""
-    from landmark_lora.models.base import ensure_base_model
+    from landmark_lora.diffusion.base import ensure_base_model
 
     return ensure_base_model("tiny", tmp_path_factory.mktemp("models"))
 

@@ -1,6 +1,6 @@
 """Export a trained peft LoRA (UNet, optionally text encoder) in the two formats people load.
 
-    from landmark_lora.models.lora_export import export_adapter, read_adapter_metadata
+    from landmark_lora.diffusion.lora_export import export_adapter, read_adapter_metadata
 
     # unet (and text_encoder) carry an adapter from `model.add_adapter(LoraConfig(...))`, or, for a
     # transformers text encoder, from add_lora_adapter(text_encoder, LoraConfig(...)) (see there)
