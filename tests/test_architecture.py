@@ -158,10 +158,15 @@ DUPLICATE_WINDOW = 6
 
 
 def _code_lines(path: Path) -> list[tuple[int, str]]:
-    """(line number, stripped text) of the lines that carry code: no blanks, comments, imports or docstrings."""
+    """(line number, stripped text) of the lines that carry code: no blanks, comments,
+    imports, signatures or docstrings."""
     text = path.read_text(encoding="utf-8")
     doc_lines: set[int] = set()
     for node in ast.walk(ast.parse(text)):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            doc_lines.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):  # signatures are boilerplate
+            doc_lines.update(range(node.lineno, node.body[0].lineno))
         body = getattr(node, "body", None)
         if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
                 and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
