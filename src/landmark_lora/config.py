@@ -35,6 +35,7 @@ class PathsConfig(_Section):
     raw: Path = Path("data/raw")
     quarantine: Path = Path("data/quarantine")
     processed: Path = Path("data/processed")
+    latents: Path = Path("data/latents")
     reports: Path = Path("reports")
     cache: Path = Path(".cache")
 

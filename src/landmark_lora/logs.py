@@ -1,0 +1,67 @@
+"""Logging for the whole package: one set-up, levels, and only rank 0 talks in multi-process runs.
+
+    from landmark_lora.logs import get_logger
+    log = get_logger(__name__)
+    log.info("preprocess: %d photos", n)      # shown by default
+    log.debug("cache key %s", key)            # shown with `landmark-lora -v ...`
+
+    landmark-lora -v preprocess               # DEBUG
+    landmark-lora -q run                      # warnings and errors only
+
+Modules log; only ``cli`` configures handlers (``setup(verbosity)``). Prefect captures the
+``landmark_lora`` logger inside flows (PREFECT_LOGGING_EXTRA_LOGGERS), so flow runs show the same lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+ROOT = "landmark_lora"
+_FORMAT = "%(message)s"
+_DEBUG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def get_logger(name: str) -> logging.Logger:
+    """The module's logger under ``landmark_lora`` (``__name__`` already is)."""
+    return logging.getLogger(name if name.startswith(ROOT) else f"{ROOT}.{name}")
+
+
+def process_rank() -> int:
+    """This process's rank under torchrun/accelerate (0 when not distributed)."""
+    for var in ("RANK", "LOCAL_RANK"):
+        value = os.environ.get(var)
+        if value and value.isdigit():
+            return int(value)
+    return 0
+
+
+class RankZeroFilter(logging.Filter):
+    """Drops records from ranks > 0 below WARNING, so N processes print one log, but errors still show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return process_rank() == 0 or record.levelno >= logging.WARNING
+
+
+def level_for(verbosity: int) -> int:
+    """-q -> WARNING, default -> INFO, -v -> DEBUG."""
+    return logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
+
+
+def setup(verbosity: int = 0, stream=None) -> logging.Logger:
+    """Configure the ``landmark_lora`` logger once (idempotent): plain messages on stdout (or ``stream``)."""
+    logger = logging.getLogger(ROOT)
+    level = level_for(verbosity)
+    logger.setLevel(level)
+    handler = next((h for h in logger.handlers if getattr(h, "_landmark_lora", False)), None)
+    if handler is None:
+        handler = logging.StreamHandler(stream or sys.stdout)
+        handler._landmark_lora = True  # type: ignore[attr-defined]
+        handler.addFilter(RankZeroFilter())
+        logger.addHandler(handler)
+    elif stream is not None:
+        handler.setStream(stream)
+    handler.setFormatter(logging.Formatter(_DEBUG_FORMAT if verbosity > 0 else _FORMAT))
+    logger.propagate = False
+    return logger
