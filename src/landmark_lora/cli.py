@@ -54,7 +54,7 @@ def _catalogue(params: Params):
 
 
 def cmd_sample_data(params: Params, args: argparse.Namespace) -> int:
-    from landmark_lora.stages.sample_data import render_sample_set
+    from landmark_lora.synthetic.render import render_sample_set
 
     out = Path(args.out) if args.out else params.paths.incoming
     n = render_sample_set(out, _catalogue(params), params.sample_data)

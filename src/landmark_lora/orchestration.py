@@ -198,7 +198,7 @@ def render_sample_if_empty(params: Params, log: Log = say) -> int:
     from landmark_lora import rawtable
     from landmark_lora.catalogue import load_catalogue
     from landmark_lora.stages.ingest import pending_photos
-    from landmark_lora.stages.sample_data import render_sample_set
+    from landmark_lora.synthetic.render import render_sample_set
 
     if rawtable.read_rows(params.paths.raw) or pending_photos(params.paths.incoming):
         return 0
