@@ -52,7 +52,7 @@ PHOTO_SUITE = "raw_photos"
 LANDMARK_SUITE = "raw_landmarks"
 DOCS_SITE = "validation"
 FORMATS = ("JPEG", "PNG", "WEBP")
-# Pillow modes preprocess.load_rgb turns into 8-bit RGB; float ("F") and exotic modes are not.
+# Pillow modes imaging.load_rgb turns into 8-bit RGB; float ("F") and exotic modes are not.
 MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr", "I", "I;16", "I;16B", "I;16L")
 MAX_ROWS_PER_CHECK = 50  # offending rows listed per failed check in validation.json
 MAX_PATHS_IN_MESSAGE = 5
