@@ -31,7 +31,6 @@ import io
 import os
 import shutil
 import tempfile
-import unicodedata
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -79,11 +78,6 @@ class ValidationOutcome:
 # ---------------------------------------------------------------- the photo table
 
 
-def _nfc(text: str) -> str:
-    # macOS writes NFD file names; the table is NFC. Match in NFC.
-    return unicodedata.normalize("NFC", text)
-
-
 def _inspect(path: Path) -> dict[str, Any]:
     """Facts measured from the bytes on disk. Never raises: a bad file is a row, not a crash."""
     facts: dict[str, Any] = {
@@ -127,7 +121,7 @@ def _disk_files(raw_dir: Path) -> dict[str, str]:
             rel = path.relative_to(raw_dir)
             # Hidden names: ingest's .partial- temp files, .DS_Store and the like.
             if path.is_file() and not any(part.startswith(".") for part in rel.parts):
-                found[_nfc(rel.as_posix())] = rel.as_posix()
+                found[fsutil.nfc(rel.as_posix())] = rel.as_posix()
     return found
 
 
@@ -141,7 +135,7 @@ def build_photo_table(raw_dir: Path) -> pd.DataFrame:
     raw_dir = Path(raw_dir)
     rows = rawtable.read_rows(raw_dir)
     on_disk = _disk_files(raw_dir)
-    listed = {_nfc(r["file"]) for r in rows}
+    listed = {fsutil.nfc(r["file"]) for r in rows}
 
     records: list[dict[str, Any]] = []
     for r in rows:
@@ -150,7 +144,7 @@ def build_photo_table(raw_dir: Path) -> pd.DataFrame:
             "path": r["file"], "landmark": r["landmark"], "shot": r["shot"], "angle": r["angle"],
             "pose": pose or None,  # blank pose = no label at all (ingest writes 'unspecified')
             "in_metadata": True, "recorded_sha256": r["sha256"] or None,
-            "_disk": raw_dir / on_disk.get(_nfc(r["file"]), r["file"]),
+            "_disk": raw_dir / on_disk.get(fsutil.nfc(r["file"]), r["file"]),
         })
     for key, rel in on_disk.items():
         if key not in listed:
