@@ -28,8 +28,8 @@ pose, caption`` with ``file`` relative to ``data/incoming`` (e.g.
 the drop folder while it has rows for photos that have not arrived yet (left as still arriving,
 or absent while a copy is still in progress); otherwise it is archived under ``data/manifests``.
 
-The checks on one file (decoding, still arriving, names, verified copies) are in
-``ops.ingest_checks``; reading ``metadata.csv`` is ``ops.ingest_manifest``.
+The checks on one file (decoding, names, verified copies) are in ``ops.ingest_checks``; what the
+drop folder holds this run (still-arriving files, ``metadata.csv``) is ``ops.ingest_drop``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from __future__ import annotations
 import os
 import stat
 import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -56,23 +55,19 @@ from landmark_lora.ops.ingest_checks import (
     Changed,
     IngestError,
     PhotoFacts,
-    age,
     copy_verified,
     dest_for,
     inspect_photo,
     is_temporary_name,
-    lstat_or_none,
     open_checked,
     read_rejections,
     real_folders,
     remove_partials,
     safe_name,
     same_file,
-    scan,
-    settle,
     write_rejections,
 )
-from landmark_lora.ops.ingest_manifest import Manifest, read_manifest
+from landmark_lora.ops.ingest_drop import Manifest, look_around, lstat_or_none, scan
 
 __all__ = ["BATCH", "PARTIAL_PREFIX", "REJECTIONS", "REJECTION_COLUMNS", "IngestError", "IngestReport",
            "ingest", "inspect_photo", "pending_photos"]
@@ -307,41 +302,6 @@ class _Run:
         self.report.accepted.append(row["file"])
 
 
-@dataclass
-class _Drop:
-    """What the drop folder holds this run, after waiting out files that may still be arriving."""
-
-    files: list[Path]  # to take now
-    looks: dict[Path, os.stat_result]
-    manifest: Manifest
-    manifest_busy: bool  # metadata.csv itself still changing: nothing is taken this run
-    busy_hidden: bool  # a hidden/temp file changed lately: a copy is in progress
-
-
-def _look_around(run: _Run, min_age_s: float) -> _Drop:
-    # First look at everything; hidden/temp names are never taken; a file (or metadata.csv) that
-    # changed within min_age_s gets the rest of that time to settle, else it is still arriving.
-    incoming = run.incoming
-    found = scan(incoming)
-    hidden = [p for p in found if is_temporary_name(p.relative_to(incoming).as_posix())]
-    files = [p for p in found if p not in set(hidden)] if hidden else found
-    manifest_path = incoming / MANIFEST
-    looks = {p: st for p in [*found, manifest_path] if (st := lstat_or_none(p)) is not None}
-    busy_hidden = min_age_s > 0 and any(age(looks[p], time.time()) < min_age_s for p in hidden if p in looks)
-    unsettled = settle([p for p in [*files, manifest_path] if p in looks and stat.S_ISREG(looks[p].st_mode)],
-                       looks, min_age_s)
-    run.report.hidden = [safe_name(nfc(p.relative_to(incoming).as_posix())) for p in hidden]
-    manifest_busy = manifest_path in unsettled
-    if manifest_busy:  # its rows may be half written: labels would be lost, so take nothing this time
-        unsettled |= set(files)
-    run.left = set(unsettled) - {manifest_path}
-    files = [p for p in files if p not in run.left]
-
-    present = {nfc(p.relative_to(incoming).as_posix()) for p in found}
-    manifest = Manifest({}, {}, []) if manifest_busy else read_manifest(incoming, run.known_sources, present)
-    return _Drop(files, looks, manifest, manifest_busy, busy_hidden)
-
-
 @locked("landmark-lora ingest")  # the pipeline lock, whoever calls (CLI, flow): one writer at a time
 def ingest(params: Params, catalogue: dict[str, Landmark], progress: bool | None = None) -> IngestReport:
     """Move every file in ``paths.incoming`` into raw or quarantine. Idempotent and crash-safe.
@@ -352,7 +312,8 @@ def ingest(params: Params, catalogue: dict[str, Landmark], progress: bool | None
     remove_partials(raw, quarantine)
     report = IngestReport(min_age_s=cfg.min_age_s)
     run = _Run(incoming, raw, quarantine, report)
-    drop = _look_around(run, cfg.min_age_s)
+    drop = look_around(incoming, run.known_sources, cfg.min_age_s)
+    report.hidden, run.left = drop.hidden, drop.left
     manifest = drop.manifest
     run.next_seq = max((r["seq"] for r in run.table), default=0) + 1
     run.now = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -4,6 +4,7 @@
     inspect_photo(path, params.ingest)   # PhotoFacts, or 'category: details; how to fix' to quarantine it
     safe_name(rel)                       # a non-UTF-8 name as readable text (caf\\xe9.jpg)
     is_temporary_name("a/.IMG_1.jpg.Ab12")   # True: rsync/editor/browser temp names are never taken
+    copy_verified(src, dest, sha, look)  # temp name, fsync, sha256 check, rename
 
 The protocol that uses them (copy, verify, record, remove; crash points) is ``ops.ingest``.
 A file is judged by the bytes read through one descriptor, opened with ``O_NOFOLLOW`` and checked
@@ -19,7 +20,6 @@ import os
 import shutil
 import stat
 import tempfile
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,6 @@ from PIL import Image, UnidentifiedImageError
 from landmark_lora import fsutil, rawtable
 from landmark_lora.config import IngestConfig
 from landmark_lora.imaging import exif_orientation
-from landmark_lora.labels import MANIFEST
 
 REJECTIONS = "rejections.csv"
 REJECTION_COLUMNS = ("file", "reason", "quarantined_as", "rejected_at")
@@ -296,56 +295,3 @@ def remove_partials(*roots: Path) -> None:
                 for p in root.glob(f".{name}.*.tmp"):
                     if p.is_file() and not p.is_symlink():
                         p.unlink(missing_ok=True)
-
-
-# ---------------------------------------------------------------- the drop folder
-
-
-def scan(incoming: Path) -> list[Path]:
-    """Every entry under incoming except the manifest; symlinks are listed, never followed."""
-    found: list[Path] = []
-    stack = [incoming]
-    while stack:
-        folder = stack.pop()
-        with os.scandir(folder) as it:
-            for entry in it:
-                p = Path(entry.path)
-                if entry.is_symlink() or not entry.is_dir(follow_symlinks=False):
-                    if not (folder == incoming and entry.name == MANIFEST and not entry.is_symlink()):
-                        found.append(p)
-                else:
-                    stack.append(p)
-    return sorted(found, key=lambda p: p.as_posix())
-
-
-def lstat_or_none(path: Path) -> os.stat_result | None:
-    try:
-        return path.lstat()
-    except FileNotFoundError:
-        return None
-
-
-def age(st: os.stat_result, now: float) -> float:
-    # ctime too: a rename or chmod by the copying tool, or an mtime set back by `cp -p`, is recent activity.
-    return now - max(st.st_mtime, st.st_ctime)
-
-
-def settle(paths: list[Path], looks: dict[Path, os.stat_result], min_age_s: float) -> set[Path]:
-    """The paths that may still be being written: changed within ``min_age_s`` and changed again while
-    we wait out the rest of it (at most ``min_age_s``). ``looks`` gets the second look of the others."""
-    if min_age_s <= 0:
-        return set()
-    now = time.time()
-    young = {p: min_age_s - age(looks[p], now) for p in paths if p in looks and age(looks[p], now) < min_age_s}
-    if not young:
-        return set()
-    time.sleep(min(max(young.values()), min_age_s))
-    unsettled = set()
-    for p in young:
-        again = lstat_or_none(p)
-        if again is None or not same_file(again, looks[p]) or again.st_ctime_ns != looks[p].st_ctime_ns:
-            unsettled.add(p)
-        else:
-            looks[p] = again
-    return unsettled
-
