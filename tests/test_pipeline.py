@@ -59,7 +59,7 @@ def test_pipeline_runs_then_is_a_noop_then_reruns_on_new_photos(clone):
     # three new photos for one landmark: the whole data path reruns, with the cache doing the work
     from landmark_lora.catalogue import load_catalogue
     from landmark_lora.config import SampleDataConfig
-    from landmark_lora.stages.sample_data import render_photo
+    from landmark_lora.synthetic.photo import render_photo
 
     drop = clone / "data/incoming/gyeongbokgung"
     drop.mkdir(parents=True, exist_ok=True)

@@ -60,9 +60,9 @@ def prepare_workspace(root: Path, steps: int, resolution: int = 64) -> None:
     from landmark_lora.catalogue import load_catalogue
     from landmark_lora.config import parse_params
     from landmark_lora.stages.cache_latents import cache_latents
-    from landmark_lora.stages.ingest import ingest
+    from landmark_lora.ops.ingest import ingest
     from landmark_lora.stages.preprocess import preprocess
-    from landmark_lora.stages.sample_data import render_sample_set
+    from landmark_lora.synthetic.render import render_sample_set
 
     params = parse_params(_bench_params(steps, resolution))
     cat = load_catalogue()

@@ -54,7 +54,7 @@ def _catalogue(params: Params):
 
 
 def cmd_sample_data(params: Params, args: argparse.Namespace) -> int:
-    from landmark_lora.stages.sample_data import render_sample_set
+    from landmark_lora.synthetic.render import render_sample_set
 
     out = Path(args.out) if args.out else params.paths.incoming
     n = render_sample_set(out, _catalogue(params), params.sample_data)
@@ -63,7 +63,7 @@ def cmd_sample_data(params: Params, args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(params: Params, args: argparse.Namespace) -> int:
-    from landmark_lora.stages.ingest import ingest
+    from landmark_lora.ops.ingest import ingest
 
     report = ingest(params, _catalogue(params), progress=None if not args.no_progress else False)
     print(report.summary(params.paths.quarantine))
@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BUSY
     except Exception as err:  # stage errors carry the actionable message; no traceback wall
         from landmark_lora.catalogue import CatalogueError
-        from landmark_lora.stages.ingest import IngestError
+        from landmark_lora.ops.ingest import IngestError
 
         if isinstance(err, (CatalogueError, IngestError, ValueError)):
             print(f"landmark-lora {args.command}: {err}", file=sys.stderr)

@@ -162,7 +162,7 @@ def unpromoted_run(params: Params) -> str | None:
 
 def detect(params: Params) -> Detection:
     from landmark_lora import rawtable
-    from landmark_lora.stages.ingest import pending_photos
+    from landmark_lora.ops.ingest import pending_photos
 
     pending = pending_photos(params.paths.incoming)
     raw_rows = rawtable.read_rows(params.paths.raw)
@@ -197,8 +197,8 @@ def render_sample_if_empty(params: Params, log: Log = say) -> int:
     Renders nothing when there are photos, or when sample_data_refusal says no (and says why)."""
     from landmark_lora import rawtable
     from landmark_lora.catalogue import load_catalogue
-    from landmark_lora.stages.ingest import pending_photos
-    from landmark_lora.stages.sample_data import render_sample_set
+    from landmark_lora.ops.ingest import pending_photos
+    from landmark_lora.synthetic.render import render_sample_set
 
     if rawtable.read_rows(params.paths.raw) or pending_photos(params.paths.incoming):
         return 0
@@ -239,7 +239,7 @@ def dvc_add_raw(raw: Path) -> bool:
 
 def ingest_photos(params: Params, log: Log = say) -> IngestSummary:
     from landmark_lora.catalogue import load_catalogue
-    from landmark_lora.stages.ingest import REJECTIONS, ingest
+    from landmark_lora.ops.ingest import REJECTIONS, ingest
 
     report = ingest(params, load_catalogue(params.catalogue), progress=False)
     log(report.summary(params.paths.quarantine))

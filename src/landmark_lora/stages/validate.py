@@ -31,7 +31,6 @@ import io
 import os
 import shutil
 import tempfile
-import unicodedata
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -52,7 +51,7 @@ PHOTO_SUITE = "raw_photos"
 LANDMARK_SUITE = "raw_landmarks"
 DOCS_SITE = "validation"
 FORMATS = ("JPEG", "PNG", "WEBP")
-# Pillow modes preprocess.load_rgb turns into 8-bit RGB; float ("F") and exotic modes are not.
+# Pillow modes imaging.load_rgb turns into 8-bit RGB; float ("F") and exotic modes are not.
 MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr", "I", "I;16", "I;16B", "I;16L")
 MAX_ROWS_PER_CHECK = 50  # offending rows listed per failed check in validation.json
 MAX_PATHS_IN_MESSAGE = 5
@@ -77,11 +76,6 @@ class ValidationOutcome:
 
 
 # ---------------------------------------------------------------- the photo table
-
-
-def _nfc(text: str) -> str:
-    # macOS writes NFD file names; the table is NFC. Match in NFC.
-    return unicodedata.normalize("NFC", text)
 
 
 def _inspect(path: Path) -> dict[str, Any]:
@@ -127,7 +121,7 @@ def _disk_files(raw_dir: Path) -> dict[str, str]:
             rel = path.relative_to(raw_dir)
             # Hidden names: ingest's .partial- temp files, .DS_Store and the like.
             if path.is_file() and not any(part.startswith(".") for part in rel.parts):
-                found[_nfc(rel.as_posix())] = rel.as_posix()
+                found[fsutil.nfc(rel.as_posix())] = rel.as_posix()
     return found
 
 
@@ -141,7 +135,7 @@ def build_photo_table(raw_dir: Path) -> pd.DataFrame:
     raw_dir = Path(raw_dir)
     rows = rawtable.read_rows(raw_dir)
     on_disk = _disk_files(raw_dir)
-    listed = {_nfc(r["file"]) for r in rows}
+    listed = {fsutil.nfc(r["file"]) for r in rows}
 
     records: list[dict[str, Any]] = []
     for r in rows:
@@ -150,7 +144,7 @@ def build_photo_table(raw_dir: Path) -> pd.DataFrame:
             "path": r["file"], "landmark": r["landmark"], "shot": r["shot"], "angle": r["angle"],
             "pose": pose or None,  # blank pose = no label at all (ingest writes 'unspecified')
             "in_metadata": True, "recorded_sha256": r["sha256"] or None,
-            "_disk": raw_dir / on_disk.get(_nfc(r["file"]), r["file"]),
+            "_disk": raw_dir / on_disk.get(fsutil.nfc(r["file"]), r["file"]),
         })
     for key, rel in on_disk.items():
         if key not in listed:
