@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from workspace import build_workspace
+
+from tests.helpers.workspace import build_workspace
 
 BIN = Path(sys.executable).parent
-# On top of workspace.FAST_PARAMS; all five landmarks (75 photos).
+# On top of tests/helpers/workspace.py's FAST_PARAMS; all five landmarks (75 photos).
 PARAMS = {"validation": {"min_photos_per_landmark": 10}, "train": {"checkpoint_every": 100}}
 
 

@@ -11,12 +11,15 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from landmark_lora import infra_smoke
+from tests.helpers.ports import free_port
+from tools import infra_smoke
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _postgres_up() -> bool:
@@ -28,7 +31,8 @@ def _postgres_up() -> bool:
 
 
 def _smoke(env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "landmark_lora.infra_smoke"], env=env, capture_output=True,
+    # `python -m tools.infra_smoke` from the repository root, as `make infra-smoke` runs it.
+    return subprocess.run([sys.executable, "-m", "tools.infra_smoke"], env=env, cwd=REPO, capture_output=True,
                           text=True, timeout=600)
 
 
@@ -45,7 +49,7 @@ def test_pipeline_tracks_registers_and_promotes_through_the_mlflow_server():
 
 
 def test_unreachable_postgres_exits_2_and_says_how_to_start_it():
-    port = infra_smoke.free_port()  # nothing listens on it
+    port = free_port()  # nothing listens on it
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["LANDMARK_SMOKE_PG_ADMIN"] = f"postgresql://postgres@127.0.0.1:{port}/test"
     proc = _smoke(env)

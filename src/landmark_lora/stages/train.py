@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from landmark_lora import fsutil
-from landmark_lora.config import Params, load_params
+from landmark_lora.config import Params, load_params, parse_overrides
 from landmark_lora.diffusion import (
     base_fingerprint,
     encode_images,
@@ -50,6 +50,7 @@ from landmark_lora.diffusion import (
     resolve_base,
     token_ids,
 )
+from landmark_lora.env import apply_offline_defaults
 from landmark_lora.stages.cache_latents import LATENTS_DIR, caption_key, load_latents
 
 RUNS_DIR = Path(".cache/train")
@@ -659,10 +660,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
-    from landmark_lora.cli import _overrides
-
-    params = load_params(args.params, _overrides(args.overrides))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    apply_offline_defaults()
+    params = load_params(args.params, parse_overrides(args.overrides))
     run_training(params)
     return 0
 

@@ -1,8 +1,8 @@
 """Training throughput benchmark (never a timed test).
 
-    make bench                                 # = python -m landmark_lora.bench
-    python -m landmark_lora.bench --steps 60 --repeats 5 --resolution 64   # steadier, one size
-    python -m landmark_lora.bench --gpu        # + SD 1.5-size UNet at 512 px, bf16 (needs CUDA)
+    make bench                          # = python -m tools.bench (from the repository root)
+    python -m tools.bench --steps 60 --repeats 5 --resolution 64   # steadier, one size
+    python -m tools.bench --gpu         # + SD 1.5-size UNet at 512 px, bf16 (needs CUDA)
 
 CPU part: builds a throwaway workspace (sample data -> ingest -> preprocess -> cache latents),
 then trains the tiny config in two modes, each run in its own process so peak memory is its
@@ -28,7 +28,10 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+from landmark_lora.env import apply_offline_defaults, venv_env
+
+# A dev tool of the checkout: results go to its reports/ and docs/ (the installed package never writes there).
+REPO = Path(__file__).resolve().parents[1]
 
 
 def machine() -> str:
@@ -112,9 +115,10 @@ def cpu_benchmark(steps: int, resolution: int = 64, repeats: int = 3) -> dict:
             runs: dict[str, list[dict]] = {"cached": [], "uncached": []}
             for i in range(repeats):
                 for mode in ("cached", "uncached") if i % 2 == 0 else ("uncached", "cached"):
-                    out = subprocess.run([sys.executable, "-m", "landmark_lora.bench", "--inner", mode, "--steps",
+                    # This file as a script: the child runs in the temp workspace, not the repository root.
+                    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--inner", mode, "--steps",
                                           str(steps), "--resolution", str(resolution)], capture_output=True,
-                                         text=True, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+                                         text=True, check=True, env=venv_env())
                     runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
         finally:
             os.chdir(REPO)
@@ -253,7 +257,7 @@ def _write_markdown(report: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m landmark_lora.bench")
+    parser = argparse.ArgumentParser(prog="python -m tools.bench")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--resolution", type=int, nargs="+", default=[64, 128, 256],
                         help="data.resolution values of the tiny config; the first is the headline")
@@ -262,11 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--inner", choices=("cached", "uncached"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    apply_offline_defaults()
     if args.inner:
         print(json.dumps(run_mode(args.inner == "cached", args.steps, args.resolution[0])))
         return 0
-    command = "python -m landmark_lora.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m tools.bench " + " ".join(argv if argv is not None else sys.argv[1:])
     cpu = [cpu_benchmark(args.steps, res, args.repeats) for res in args.resolution]
     gpu = None
     if args.gpu:

@@ -1,10 +1,10 @@
 """A tiny processed dataset for smoke runs and tests, laid out exactly as `preprocess` writes it.
 
-    from landmark_lora.tiny_data import write_processed
+    from tests.helpers.tiny_data import write_processed
     write_processed(Path("."))     # data/processed/{train,val}/ with metadata.jsonl, two buckets
 
 Lets the later stages (cache_latents, train, evaluate, promote) run in seconds without the
-sample set, ingest and preprocess in front of them.
+sample set, ingest and preprocess in front of them. Used by the tests and by tools/infra_smoke.py.
 """
 
 from __future__ import annotations
