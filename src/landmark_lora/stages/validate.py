@@ -218,7 +218,7 @@ def _gx() -> Any:
     """great_expectations, imported on first use (~3 s) with its usage analytics off."""
     from landmark_lora.env import apply_offline_defaults
 
-    apply_offline_defaults()  # GX reads GX_ANALYTICS_ENABLED at import
+    apply_offline_defaults()  # GX reads its analytics switch at import
     import great_expectations as gx
 
     return gx
