@@ -144,6 +144,14 @@ SD15_UNET = dict(
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0}
 
 
+def _train_step(model, opt, x, t, text) -> None:
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = model(x, t, text).sample.float().pow(2).mean()
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
 def gpu_benchmark(batches=(8, 16), steps: int = 20, compile_: bool = True) -> list[dict]:
     """SD 1.5-architecture UNet (random weights: speed does not depend on them), 512 px
     (64x64 latents), bf16, LoRA rank 4 on attention, AdamW fused. MFU from counted FLOPs."""
@@ -169,15 +177,8 @@ def gpu_benchmark(batches=(8, 16), steps: int = 20, compile_: bool = True) -> li
         text = torch.randn(batch, 77, 768, device="cuda", dtype=torch.bfloat16)
         t = torch.randint(0, 1000, (batch,), device="cuda")
 
-        def step():
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss = model(x, t, text).sample.float().pow(2).mean()
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
         for _ in range(3):
-            step()
+            _train_step(model, opt, x, t, text)
         with FlopCounterMode(display=False) as counter:
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 loss = unet(x, t, text).sample.float().pow(2).mean()
@@ -188,13 +189,14 @@ def gpu_benchmark(batches=(8, 16), steps: int = 20, compile_: bool = True) -> li
         torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
         for _ in range(steps):
-            step()
+            _train_step(model, opt, x, t, text)
         torch.cuda.synchronize()
         per_step = (time.perf_counter() - start) / steps
         achieved = flops / per_step / 1e12
         rows.append({
             "gpu": name, "batch": batch, "images_per_sec": round(batch / per_step, 2),
-            "seconds_per_step": round(per_step, 4), "peak_vram_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+            "seconds_per_step": round(per_step, 4),
+            "peak_vram_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
             "tflops": round(achieved, 1), "mfu": round(achieved / peak, 3) if peak else None,
             "compile": compile_, "channels_last": True, "fused_adamw": True, "tf32": True,
         })
@@ -230,7 +232,8 @@ def _write_markdown(report: dict) -> None:
         f"Command: `{report['command']}` ({report['date']})  ",
         f"Tiny config, batch 4, {head['cached']['steps']} steps per run, median of {head['repeats']} runs per mode.",
         "",
-        "| data.resolution | mode | images/s (median) | s/step | peak RSS (MiB) | all runs, images/s | cached / uncached |",
+        "| data.resolution | mode | images/s (median) | s/step | peak RSS (MiB) | all runs, images/s "
+        "| cached / uncached |",
         "|---|---|---|---|---|---|---|",
     ]
     for res in report["cpu_by_resolution"]:
@@ -243,7 +246,8 @@ def _write_markdown(report: dict) -> None:
     rows += ["", f"**cached_over_uncached = {report['cached_over_uncached']}** at {head['resolution']} px "
                  f"(`reports/bench.json`); target >= 1.5: {verdict}."]
     if report.get("gpu"):
-        rows += ["", "| GPU | batch | images/s | s/step | peak VRAM (GiB) | TFLOPS | MFU |", "|---|---|---|---|---|---|---|"]
+        rows += ["", "| GPU | batch | images/s | s/step | peak VRAM (GiB) | TFLOPS | MFU |",
+                 "|---|---|---|---|---|---|---|"]
         rows += [f"| {g['gpu']} | {g['batch']} | {g['images_per_sec']} | {g['seconds_per_step']} | "
                  f"{g['peak_vram_gib']} | {g['tflops']} | {g['mfu']} |" for g in report["gpu"]]
     block = start + "\n" + "\n".join(rows) + "\n" + end
