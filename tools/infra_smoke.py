@@ -243,6 +243,7 @@ class Stack:
         if not ENTRYPOINT.exists():
             raise SmokeFailure(f"{ENTRYPOINT} is missing: run the smoke from a checkout of the repository")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "POSTGRES_"))}
+        apply_offline_defaults(env)  # MLFLOW_DISABLE_TELEMETRY went with the MLFLOW_* above
         env.update(S3_ENV)
         env.update({
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",  # this venv's mlflow
@@ -324,6 +325,7 @@ def pipeline_env(stack: Stack, workspace: Path, planted_token: str) -> Iterator[
     for key in list(os.environ):
         if key.startswith(("AWS_", "MLFLOW_")):  # the client needs no S3 credentials: artifacts are proxied
             del os.environ[key]
+    apply_offline_defaults()  # MLFLOW_DISABLE_TELEMETRY back
     os.environ.update({
         "MLFLOW_TRACKING_URI": stack.mlflow_url,
         "MLFLOW_TRACKING_USERNAME": TRAINER_USER,
