@@ -5,22 +5,21 @@ new photos rerun only what depends on them."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from workspace import build_workspace
 
-BIN = Path(sys.executable).parent
-# On top of workspace.FAST_PARAMS; all five landmarks (75 photos).
+from landmark_lora.env import venv_env
+from tests.helpers.workspace import build_workspace
+
+# On top of tests/helpers/workspace.py's FAST_PARAMS; all five landmarks (75 photos).
 PARAMS = {"validation": {"min_photos_per_landmark": 10}, "train": {"checkpoint_every": 100}}
 
 
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", GX_ANALYTICS_ENABLED="false",
-               HF_HUB_OFFLINE="1")
+    env = venv_env()  # this venv's bin/ first on PATH, offline defaults
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 

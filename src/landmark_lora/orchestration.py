@@ -229,7 +229,7 @@ class IngestSummary:
 
 def dvc_add_raw(raw: Path) -> bool:
     """`dvc add data/raw` (writes data/raw.dvc). False when this is not a DVC repository."""
-    from landmark_lora.cli import venv_env
+    from landmark_lora.env import venv_env
 
     if not Path(".dvc").is_dir():
         return False
@@ -331,11 +331,9 @@ def _repro_process(workdir: Path, env: dict[str, str], on_line: Log) -> tuple[in
 def run_dvc_repro(workdir: Path, flow_run_id: str | None, log: Log = say, cache_dir: Path = Path(".cache")) -> ReproResult:
     """`dvc repro` as one step, with this venv first on PATH and the Prefect flow-run id in the
     environment (the train stage tags its MLflow run with it). Raises StageFailed."""
-    from landmark_lora.cli import venv_env
+    from landmark_lora.env import venv_env
 
-    env = venv_env()
-    env.setdefault("GX_ANALYTICS_ENABLED", "false")
-    env.setdefault("HF_HUB_OFFLINE", "1")
+    env = venv_env()  # this install first on PATH, offline defaults
     if flow_run_id:
         env["PREFECT__FLOW_RUN_ID"] = str(flow_run_id)
     rc, lines = _repro_process(Path(workdir), env, log)

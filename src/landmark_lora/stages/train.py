@@ -38,10 +38,11 @@ import numpy as np
 import torch
 
 from landmark_lora import fsutil
-from landmark_lora.config import Params, load_params
+from landmark_lora.config import Params, load_params, parse_overrides
 from landmark_lora.diffusion.components import base_fingerprint, load_components, read_split, resolve_base
 from landmark_lora.diffusion.latents import INDEX_NAME, LATENTS_DIR, load_latents
 from landmark_lora.diffusion.loss import Encoder, Split, diffusion_loss, evaluate_loss
+from landmark_lora.env import apply_offline_defaults
 
 RUNS_DIR = Path(".cache/train")
 ADAPTER_DIR_NAME = "adapter"
@@ -533,10 +534,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
-    from landmark_lora.cli import _overrides
-
-    params = load_params(args.params, _overrides(args.overrides))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    apply_offline_defaults()
+    params = load_params(args.params, parse_overrides(args.overrides))
     run_training(params)
     return 0
 

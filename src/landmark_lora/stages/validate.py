@@ -210,7 +210,9 @@ class Check:
 
 def _gx() -> Any:
     """great_expectations, imported on first use (~3 s) with its usage analytics off."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    from landmark_lora.env import apply_offline_defaults
+
+    apply_offline_defaults()  # GX reads its analytics switch at import
     import great_expectations as gx
 
     return gx
