@@ -31,8 +31,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from landmark_lora import fsutil
 from landmark_lora.diffusion.lora_keys import kohya_state_dict, lora_config, lora_state, te_key_prefix, unwrap_model

@@ -29,8 +29,9 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -92,14 +93,15 @@ def render_dataset(recipe: Recipe, work: Path) -> dict[str, Any]:
         log.info("toyworld: rendered %d/%d world photos (%.0f s)", len(imgs), total, time.time() - t0)
     arr = np.stack(imgs)
     # Held-out photos come last in the stream: new place instances' poses and variants.
-    out = {"train": arr[: recipe.images], "heldout": arr[recipe.images:], "captions": caps[: recipe.images]}
+    out: dict[str, Any] = {"train": arr[: recipe.images], "heldout": arr[recipe.images:],
+                           "captions": caps[: recipe.images]}
     # a file handle: np.savez would append ".npz" to the temp name
     with fsutil.atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, train=out["train"], heldout=out["heldout"], captions=np.array(out["captions"]))
     return out
 
 
-def train_tokenizer(folder: Path) -> "CLIPTokenizer":
+def train_tokenizer(folder: Path) -> CLIPTokenizer:
     """The CLIP BPE tokenizer trained on ``tokenizer_corpus()``, written to and loaded from ``folder``."""
     from landmark_lora.toyworld.tokenizer import train_bpe, write_clip_tokenizer
 
@@ -119,10 +121,10 @@ def save_pipeline(out: Path, vae: Any, unet: Any, text: Any, tokenizer_dir: Path
     from transformers import CLIPTokenizer
 
     tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir), model_max_length=MAX_TOKENS)
-    pipe = StableDiffusionPipeline(vae=vae.to(torch.float16), text_encoder=text.to(torch.float16), tokenizer=tokenizer,
-                                   unet=unet.to(torch.float16), scheduler=DDPMScheduler.from_config(SCHEDULER_CONFIG),
-                                   safety_checker=None, feature_extractor=None, image_encoder=None,
-                                   requires_safety_checker=False)
+    pipe: Any = StableDiffusionPipeline(
+        vae=vae.to(torch.float16), text_encoder=text.to(torch.float16), tokenizer=tokenizer,
+        unet=unet.to(torch.float16), scheduler=DDPMScheduler.from_config(SCHEDULER_CONFIG),
+        safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False)
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -225,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.set:
         key, _, value = item.partition("=")
         current = getattr(recipe, key)
-        parsed = tuple(int(v) for v in value.split(",")) if isinstance(current, tuple) else type(current)(value)
+        parsed: Any = tuple(int(v) for v in value.split(",")) if isinstance(current, tuple) else type(current)(value)
         recipe = dataclasses.replace(recipe, **{key: parsed})
     build(recipe, args.out, args.work)
     return 0

@@ -21,18 +21,17 @@ from landmark_lora.logs import get_logger
 from landmark_lora.toyworld.recipe import Recipe, text_config, unet_config
 from landmark_lora.toyworld.training import Progress, lr_at, resume_checkpoint, save_checkpoint
 
-if TYPE_CHECKING:  # torch/diffusers cost seconds to import: only when the UNet really trains
+if TYPE_CHECKING:  # torch costs seconds to import: only when the UNet really trains
     import torch
-    from diffusers import UNet2DConditionModel
-    from transformers import CLIPTextModel
 
 log = get_logger(__name__)
 
 
-def train_unet(recipe: Recipe, captions: list[str], means: "torch.Tensor", stds: "torch.Tensor", scale: float,
+def train_unet(recipe: Recipe, captions: list[str], means: torch.Tensor, stds: torch.Tensor, scale: float,
                tokenizer: Any, work: Path, progress: Progress | None = None,
-               ) -> tuple["UNet2DConditionModel", "CLIPTextModel", list[float]]:
-    """(unet, text encoder, loss history) after ``recipe.unet_steps``, checkpointed into ``work`` every 100."""
+               ) -> tuple[Any, Any, list[float]]:
+    """(UNet2DConditionModel, CLIPTextModel, loss history) after ``recipe.unet_steps``; checkpointed
+    into ``work`` every 100 steps."""
     import torch
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel

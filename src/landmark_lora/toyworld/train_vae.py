@@ -22,22 +22,22 @@ from landmark_lora.logs import get_logger
 from landmark_lora.toyworld.recipe import Recipe, vae_config
 from landmark_lora.toyworld.training import Progress, lr_at, resume_checkpoint, save_checkpoint
 
-if TYPE_CHECKING:  # torch/diffusers cost seconds to import: only when the VAE really trains
+if TYPE_CHECKING:  # torch costs seconds to import: only when the VAE really trains
     import torch
-    from diffusers import AutoencoderKL
 
 log = get_logger(__name__)
 
 
-def photos_tensor(arr: np.ndarray) -> "torch.Tensor":
+def photos_tensor(arr: np.ndarray) -> torch.Tensor:
     """uint8 photos (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
     import torch
 
     return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous()
 
 
-def train_vae(recipe: Recipe, data: dict[str, Any], work: Path, progress: Progress | None = None) -> "AutoencoderKL":
-    """The VAE trained for ``recipe.vae_steps`` on ``data["train"]``, checkpointed into ``work`` every 100 steps."""
+def train_vae(recipe: Recipe, data: dict[str, Any], work: Path, progress: Progress | None = None) -> Any:
+    """The VAE (a diffusers AutoencoderKL) trained for ``recipe.vae_steps`` on ``data["train"]``;
+    checkpointed into ``work`` every 100 steps."""
     import torch
     from diffusers import AutoencoderKL
 
@@ -70,7 +70,7 @@ def train_vae(recipe: Recipe, data: dict[str, Any], work: Path, progress: Progre
         if progress:
             progress(step, recipe.vae_steps, float(mse))
         if step % 25 == 0 or step == recipe.vae_steps:
-            psnr = 10 * math.log10(4.0 / max(np.mean(hist[-25:]), 1e-12))  # range [-1, 1]: peak^2 = 4
+            psnr = 10 * math.log10(4.0 / max(float(np.mean(hist[-25:])), 1e-12))  # range [-1, 1]: peak^2 = 4
             log.info("toyworld: VAE step %d/%d mse %.5f (train PSNR %.2f dB) %.2f s/step", step, recipe.vae_steps,
                      np.mean(hist[-25:]), psnr, (time.time() - t0) / max(1, len(hist)))
         if step % 100 == 0 or step == recipe.vae_steps:
@@ -79,7 +79,7 @@ def train_vae(recipe: Recipe, data: dict[str, Any], work: Path, progress: Progre
     return vae
 
 
-def heldout_psnr(vae: "AutoencoderKL", heldout: np.ndarray) -> float:
+def heldout_psnr(vae: Any, heldout: np.ndarray) -> float:
     """Mean PSNR (dB, on 0..255 pixels) of the VAE's reconstructions (posterior mean) of ``heldout``."""
     import torch
 
@@ -90,7 +90,7 @@ def heldout_psnr(vae: "AutoencoderKL", heldout: np.ndarray) -> float:
         return float((10 * torch.log10(1.0 / mse.clamp_min(1e-12))).mean())
 
 
-def calibrate_scale(vae: "AutoencoderKL", train: np.ndarray) -> float:
+def calibrate_scale(vae: Any, train: np.ndarray) -> float:
     """1 / std of the latents of up to 512 training photos (the job 0.18215 does for SD's VAE)."""
     import torch
 
@@ -99,7 +99,7 @@ def calibrate_scale(vae: "AutoencoderKL", train: np.ndarray) -> float:
     return round(1.0 / max(float(mean.std()), 1e-6), 5)
 
 
-def encode_latents(vae: "AutoencoderKL", train: np.ndarray) -> tuple["torch.Tensor", "torch.Tensor"]:
+def encode_latents(vae: Any, train: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """The posterior mean and std of every training photo's latent (unscaled), 128 photos at a time."""
     import torch
 

@@ -11,8 +11,9 @@ schedule and atomic checkpoints they resume from.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any
 
 from landmark_lora import fsutil
 from landmark_lora.logs import get_logger
@@ -34,7 +35,7 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
-def save_checkpoint(path: Path, modules: dict[str, "torch.nn.Module"], opt: "torch.optim.Optimizer", step: int,
+def save_checkpoint(path: Path, modules: dict[str, Any], opt: torch.optim.Optimizer, step: int,
                     hist: list[float]) -> None:
     """Save ``modules`` (name -> nn.Module), the optimizer, step and loss history, atomically."""
     import torch
@@ -44,7 +45,7 @@ def save_checkpoint(path: Path, modules: dict[str, "torch.nn.Module"], opt: "tor
         torch.save({**state, "opt": opt.state_dict(), "step": step, "hist": hist}, tmp)
 
 
-def resume_checkpoint(path: Path, modules: dict[str, "torch.nn.Module"], opt: "torch.optim.Optimizer",
+def resume_checkpoint(path: Path, modules: dict[str, Any], opt: torch.optim.Optimizer,
                       label: str) -> tuple[int, list[float]]:
     """Load a ``save_checkpoint`` into ``modules`` and ``opt`` when there is one: (step, hist)."""
     import torch
