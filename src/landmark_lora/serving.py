@@ -54,7 +54,8 @@ class LandmarkLoraModel(mlflow.pyfunc.PythonModel):
         return self.pipe(prompt, width=int(width or size), height=int(height or size), num_inference_steps=self.steps,
                          guidance_scale=self.guidance, generator=gen).images[0]
 
-    def predict(self, context: Any, model_input: Any, params: Any = None) -> list[str]:
+    # no type hints here: MLflow reads predict's hints as an input schema (and warns on Any)
+    def predict(self, context, model_input, params=None):  # -> list of base64 PNG strings
         import pandas as pd
 
         rows = model_input.to_dict("records") if isinstance(model_input, pd.DataFrame) else list(model_input)
