@@ -248,8 +248,10 @@ def cmd_watch(params: Params, args: argparse.Namespace) -> int:
 
 
 def cmd_build_base(params: Params, args: argparse.Namespace) -> int:
+    from landmark_lora import logs
     from landmark_lora.toyworld.build import RECIPE, build, compare_with_shipped
 
+    logs.setup(0)  # the build logs its progress at INFO (landmark_lora.toyworld.*)
     report = build(RECIPE, Path(args.out), Path(args.work))
     same = compare_with_shipped(Path(args.out))
     print(f"build-base: {args.out} (VAE held-out PSNR {report['vae_heldout_psnr_db']} dB, UNet loss "

@@ -18,13 +18,13 @@ from __future__ import annotations
 import base64
 import io
 from pathlib import Path
+from typing import Any
 
 import mlflow.pyfunc
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 from landmark_lora.diffusion.pipeline import load_pipeline
-
 
 # The file MLflow copies into each logged model and runs on load (it calls mlflow.models.set_model).
 MODEL_CODE = Path(__file__).with_name("serving_model.py")
@@ -34,11 +34,11 @@ class LandmarkLoraModel(mlflow.pyfunc.PythonModel):
     """predict(DataFrame or list of dicts with ``prompt`` [, ``seed``, ``width``, ``height``]) ->
     list of base64 PNG strings."""
 
-    def __init__(self, base_ref: str | None = None, steps: int = 20, guidance: float = 5.0):
+    def __init__(self, base_ref: str | None = None, steps: int = 20, guidance: float = 5.0) -> None:
         self.base_ref, self.steps, self.guidance = base_ref, steps, guidance
-        self.pipe = None
+        self.pipe: Any = None  # a StableDiffusionPipeline once load_context ran
 
-    def load_context(self, context) -> None:
+    def load_context(self, context: Any) -> None:
         config = context.model_config or {}  # models from code: the settings live in MLmodel
         self.base_ref = config.get("base_ref", self.base_ref)
         self.steps = int(config.get("steps", self.steps))
@@ -46,7 +46,7 @@ class LandmarkLoraModel(mlflow.pyfunc.PythonModel):
         base = context.artifacts.get("base") or self.base_ref
         self.pipe = load_pipeline(Path(base), Path(context.artifacts["adapter"]), device="auto")
 
-    def generate(self, prompt: str, seed: int = 0, width: int | None = None, height: int | None = None):
+    def generate(self, prompt: str, seed: int = 0, width: int | None = None, height: int | None = None) -> Any:
         import torch
 
         gen = torch.Generator("cpu").manual_seed(int(seed))
@@ -54,7 +54,8 @@ class LandmarkLoraModel(mlflow.pyfunc.PythonModel):
         return self.pipe(prompt, width=int(width or size), height=int(height or size), num_inference_steps=self.steps,
                          guidance_scale=self.guidance, generator=gen).images[0]
 
-    def predict(self, context, model_input, params=None):
+    # no type hints here: MLflow reads predict's hints as an input schema (and warns on Any)
+    def predict(self, context, model_input, params=None):  # -> list of base64 PNG strings
         import pandas as pd
 
         rows = model_input.to_dict("records") if isinstance(model_input, pd.DataFrame) else list(model_input)
@@ -68,10 +69,10 @@ class LandmarkLoraModel(mlflow.pyfunc.PythonModel):
         return out
 
 
-def log_adapter_model(adapter_dir: Path, base_spec: str, base_path: Path, steps: int, guidance: float):
+def log_adapter_model(adapter_dir: Path, base_spec: str, base_path: Path, steps: int, guidance: float) -> Any:
     """Log the pyfunc into the active run. Returns the ModelInfo."""
     artifacts = {"adapter": str(adapter_dir)}
-    config: dict = {"steps": int(steps), "guidance": float(guidance)}
+    config: dict[str, Any] = {"steps": int(steps), "guidance": float(guidance)}
     if base_spec == "tiny":
         artifacts["base"] = str(base_path)
     else:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import logging
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -51,12 +55,27 @@ def test_micro_build_is_a_loadable_sd_pipeline_with_a_manifest(micro_build):
     assert img.shape == (40, 32, 3) and np.isfinite(img).all()
 
 
-def test_a_rebuild_resumes_from_the_checkpoints(micro_build, capsys):
+@contextmanager
+def _toyworld_log() -> Iterator[io.StringIO]:
+    """What the build logs (landmark_lora.toyworld.*, INFO and up), whatever handlers are set up."""
+    stream, logger = io.StringIO(), logging.getLogger("landmark_lora.toyworld")
+    handler, level = logging.StreamHandler(stream), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield stream
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def test_a_rebuild_resumes_from_the_checkpoints(micro_build):
     out, work, _ = micro_build
     longer = dataclasses.replace(MICRO, unet_steps=3)  # same world and VAE recipe fields except steps
     assert (work / f"world-{MICRO.world_key()}.npz").exists()
-    build(longer, out.with_name("out2"), work, progress=False)
-    log = capsys.readouterr().out
+    with _toyworld_log() as stream:
+        build(longer, out.with_name("out2"), work, progress=False)
+    log = stream.getvalue()
     assert "rendered" not in log  # the world's photos were reused, not rendered again
     assert "VAE: resumed at step 2" in log and "UNet step 3/3" in log
 

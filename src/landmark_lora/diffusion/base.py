@@ -131,14 +131,14 @@ def _text_config(vocab_size: int, bos_id: int, eos_id: int) -> dict[str, Any]:
     )
 
 
-def _calibration_images(seed: int) -> "torch.Tensor":
+def _calibration_images(seed: int) -> torch.Tensor:
     """Photo-like inputs in [-1, 1] (smooth gradients plus noise) to calibrate the latent scale."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
     y, x = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 64), indexing="ij")
     imgs = []
-    for i in range(8):
+    for _ in range(8):
         a, b, c = (torch.rand(3, generator=g) * 2 - 1).tolist()
         base = torch.stack([a * x + b * y, b * x - c * y, c * x * y + a], 0)
         imgs.append((base + 0.3 * torch.randn(3, 64, 64, generator=g)).clamp(-1, 1))
@@ -165,7 +165,7 @@ def build_bpe_tokenizer(folder: Path):
     return CLIPTokenizer.from_pretrained(str(write_bpe_vocab(folder)), model_max_length=MAX_TOKENS)
 
 
-def build_tiny_pipeline(seed: int = 0) -> "StableDiffusionPipeline":
+def build_tiny_pipeline(seed: int = 0) -> StableDiffusionPipeline:
     """The tiny SD 1.x pipeline, random but deterministic: same seed -> identical weights."""
     import torch
     from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel

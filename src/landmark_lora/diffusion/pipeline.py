@@ -19,8 +19,8 @@ if TYPE_CHECKING:  # diffusers/torch imports cost seconds: only when a pipeline 
 AUTO = "auto"  # device: CUDA when available, else stay on the CPU
 
 
-def load_pipeline(path: str | Path, adapter_dir: str | Path | None = None, dtype: "torch.dtype | None" = None,
-                  fast_scheduler: bool = True, device: str | None = None) -> "StableDiffusionPipeline":
+def load_pipeline(path: str | Path, adapter_dir: str | Path | None = None, dtype: torch.dtype | None = None,
+                  fast_scheduler: bool = True, device: str | None = None) -> StableDiffusionPipeline:
     """A StableDiffusionPipeline from a local diffusers folder, offline, no safety checker.
 
     ``dtype`` defaults to fp32 whatever the files hold: the toy-world base ships fp16 weights,

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import regex
 
@@ -52,8 +52,8 @@ def train_bpe(corpus: Iterable[str], max_merges: int = 20000, min_count: int = 1
     merges: list[tuple[str, str]] = []
     while len(merges) < max_merges:
         pairs: Counter[tuple[str, str]] = Counter()
-        for word, n in words.items():
-            for pair in zip(word, word[1:]):
+        for symbols, n in words.items():
+            for pair in zip(symbols, symbols[1:], strict=False):
                 pairs[pair] += n
         if not pairs:
             break
@@ -61,7 +61,7 @@ def train_bpe(corpus: Iterable[str], max_merges: int = 20000, min_count: int = 1
         if n < min_count:
             break
         merges.append(best)
-        words = {_merge(word, best): n for word, n in words.items()}
+        words = {_merge(symbols, best): n for symbols, n in words.items()}
     return merges
 
 

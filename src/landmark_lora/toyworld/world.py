@@ -14,9 +14,9 @@ colours and layout, seeded from (seed, place, instance), so the same arguments g
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -154,7 +154,7 @@ def _hills(rng: np.random.Generator) -> tuple[Callable[[Canvas, np.random.Genera
             ph, fr = float(r.uniform(0, 6)), float(r.uniform(2, 5))
             top = 0.02 + amp * (0.5 + 0.5 * np.sin(xs * fr + ph)) * (1.0 - 0.3 * layer)
             col = mix(shade(base, 0.8 + 0.15 * layer), (170, 190, 200), 0.5 - 0.2 * layer)
-            c.poly(list(zip(xs, top)) + [(2, -0.01), (-2, -0.01)], col)
+            c.poly(list(zip(xs, top, strict=True)) + [(2, -0.01), (-2, -0.01)], col)
         if fence:
             for x in np.linspace(-1.2, 1.2, 24):
                 c.line([(x, -0.05), (x, -0.02)], (110, 86, 60), 0.8)
@@ -268,8 +268,8 @@ def _backdrop(place: str, instance: int, angle: str, width: int, height: int, se
     return draw_background(scene, f"toyworld/{place}/{instance}", angle, cfg)  # read-only: cached
 
 
-def render_world_photo(place: str, instance: int, angle: str, shot: str, pose: str, variant: int,
-                       width: int, height: int, seed: int = 0) -> tuple[Image.Image, str]:
+def render_world_photo(place: str, instance: int, angle: str, shot: str, pose: str, variant: int,  # noqa: PLR0913
+                       width: int, height: int, seed: int = 0) -> tuple[Image.Image, str]:  # a photo's every coordinate
     """One toy-world photo (width x height) and the place's description."""
     _, desc = _place(place, instance, seed)
     # Drawn at 2x the output, then resized with Lanczos: like a phone photo shrunk by preprocess.
