@@ -30,11 +30,8 @@ from pathlib import Path
 import yaml
 
 from landmark_lora.config import ConfigError, Params, load_params
+from landmark_lora.exitcodes import EXIT_BUSY, EXIT_CONTRACT, EXIT_TEMPFAIL, EXIT_USAGE
 from landmark_lora.locking import LockBusy
-
-EXIT_USAGE = 2
-EXIT_CONTRACT = 3
-EXIT_BUSY = 75  # EX_TEMPFAIL: another operation holds the pipeline lock; try again later
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -63,30 +60,10 @@ def cmd_sample_data(params: Params, args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(params: Params, args: argparse.Namespace) -> int:
-    from landmark_lora.stages.ingest import ingest
+    from landmark_lora.retrain.intake import ingest_photos
 
-    report = ingest(params, _catalogue(params), progress=None if not args.no_progress else False)
-    print(report.summary(params.paths.quarantine))
-    if report.accepted and params.ingest.dvc_add and not args.no_dvc_add:
-        _dvc_add_raw(params.paths.raw)
+    ingest_photos(params, log=print, progress=None if not args.no_progress else False, dvc_add=not args.no_dvc_add)
     return 0
-
-
-def venv_env() -> dict[str, str]:
-    """Environment in which dvc.yaml's `landmark-lora ...` commands resolve to this install."""
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    return env
-
-
-def _dvc_add_raw(raw: Path) -> None:
-    """Version the raw photo set: `dvc add` writes data/raw.dvc (commit it) and caches the files."""
-    from landmark_lora.orchestration import dvc_add_raw
-
-    if not dvc_add_raw(raw):
-        print(f"ingest: not a DVC repo here; {raw} is not versioned (run `dvc init` to version it)")
-        return
-    print(f"ingest: versioned {raw} with DVC ({raw}.dvc); `dvc push` sends it to the remote")
 
 
 def cmd_validate(params: Params, args: argparse.Namespace) -> int:
@@ -143,7 +120,7 @@ def cmd_evaluate(params: Params, args: argparse.Namespace) -> int:
 
 
 def cmd_promote(params: Params, args: argparse.Namespace) -> int:
-    from landmark_lora.stages.promote import promote, rollback
+    from landmark_lora.ops.promote import promote, rollback
 
     if args.rollback and args.force:
         print("landmark-lora promote: --force and --rollback do not go together", file=sys.stderr)
@@ -160,7 +137,7 @@ def cmd_promote(params: Params, args: argparse.Namespace) -> int:
 
 
 def cmd_report(params: Params, args: argparse.Namespace) -> int:
-    from landmark_lora.report_html import load_outcome, write_html_report
+    from landmark_lora.retrain.report_html import load_outcome, write_html_report
 
     outcome = load_outcome(params.paths.reports)
     path = write_html_report(outcome, params, log_mlflow=args.mlflow)
@@ -187,8 +164,9 @@ def cmd_run(params: Params, args: argparse.Namespace) -> int:
         print("landmark-lora run: --set does not reach the DVC stages (they read params.yaml); edit "
               f"{args.params} instead", file=sys.stderr)
         return EXIT_USAGE
-    from landmark_lora.orchestration import load_retrain_flow, print_outcome
-    from landmark_lora.prefect_api import EXIT_TEMPFAIL, PrefectStartupError, ensure_prefect_api
+    from landmark_lora.retrain.deploy import load_retrain_flow
+    from landmark_lora.retrain.prefect_api import PrefectStartupError, ensure_prefect_api
+    from landmark_lora.retrain.report import print_outcome
 
     _quiet_prefect_defaults()
     try:  # migrated database, generous timeout, one retry: a busy machine must not stop the run
@@ -229,7 +207,7 @@ def cmd_serve(params: Params, args: argparse.Namespace) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return EXIT_USAGE
-    from landmark_lora.orchestration import deployment_spec, load_retrain_flow, serve_kwargs
+    from landmark_lora.retrain.deploy import deployment_spec, load_retrain_flow, serve_kwargs
 
     spec = deployment_spec(args.deployment, Path(args.prefect_yaml) if args.prefect_yaml else None)
     kwargs = serve_kwargs(spec)
@@ -246,13 +224,14 @@ def cmd_watch(params: Params, args: argparse.Namespace) -> int:
     import json
     import threading
 
-    from landmark_lora.watcher import emit_photos_arrived, watch
+    from landmark_lora.events import EVENT_PHOTOS_ARRIVED
+    from landmark_lora.retrain.watcher import emit_photos_arrived, watch
 
     _quiet_prefect_defaults()
     incoming = Path(params.paths.incoming)
     if args.dry_run:
         def emit(batch: list[str]) -> None:
-            print(json.dumps({"event": "landmark-lora.photos.arrived", "files": len(batch), "examples": batch[:10]}))
+            print(json.dumps({"event": EVENT_PHOTOS_ARRIVED, "files": len(batch), "examples": batch[:10]}))
     else:
         problem = _need_prefect_server("watch")
         if problem:

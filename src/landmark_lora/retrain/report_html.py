@@ -1,7 +1,7 @@
 """reports/retrain.html: one self-contained page per retrain, readable offline and anywhere.
 
     landmark-lora report                          # rebuild it from reports/ (and reports/retrain.json)
-    from landmark_lora.report_html import write_html_report, render_html, collect
+    from landmark_lora.retrain.report_html import write_html_report, render_html, collect
     path = write_html_report(outcome, params)     # what every retrain does after reports/retrain.md
     page = render_html(outcome, collect(Path("reports"), Path("data/quarantine"), Path("models")))
 

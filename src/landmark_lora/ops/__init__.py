@@ -1,0 +1,1 @@
+"""Operations DVC does not run: ingest, promote and rollback."""
