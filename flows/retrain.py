@@ -26,8 +26,9 @@ from landmark_lora.retrain.flow import (  # noqa: F401  (re-exported: the deploy
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python flows/retrain.py",
-                                     description="The `retrain` flow: new photos in, a judged adapter out.")
+    from landmark_lora.retrain import flow as flow_module
+
+    parser = argparse.ArgumentParser(prog="python flows/retrain.py", description=flow_module.__doc__.split("\n\n")[0])
     parser.add_argument("--force", action="store_true", help="run the pipeline even with too few new photos")
     parser.add_argument("--min-new-photos", type=int, default=1)
     parser.add_argument("--workdir", default=".")

@@ -137,7 +137,8 @@ def cmd_promote(params: Params, args: argparse.Namespace) -> int:
 
 
 def cmd_report(params: Params, args: argparse.Namespace) -> int:
-    from landmark_lora.retrain.report_html import load_outcome, write_html_report
+    from landmark_lora.retrain.report_data import load_outcome
+    from landmark_lora.retrain.report_html import write_html_report
 
     outcome = load_outcome(params.paths.reports)
     path = write_html_report(outcome, params, log_mlflow=args.mlflow)

@@ -64,7 +64,7 @@ class Outcome:
 
     def to_dict(self) -> dict:
         """The JSON form: only what this run got to (a skipped run has no stages_run, no champion)."""
-        out = {k: v for k, v in asdict(self).items() if v is not None}
+        out = {k: v for k, v in asdict(self).items() if v is not None or k == "flow_run_id"}
         if self.status in _CHAMPION_KNOWN:
             out["champion"] = self.champion
         return out
