@@ -39,6 +39,6 @@ def test_known_guards_and_an_empty_mapping_load():
 def test_every_guard_metric_reaches_the_decision():
     """A guard is only real when promote carries its metric from the registry tags into decide()."""
     from landmark_lora.config import GUARD_METRICS
-    from landmark_lora.stages.promote import METRIC_KEYS
+    from landmark_lora.registry import METRIC_KEYS
 
     assert set(GUARD_METRICS) <= set(METRIC_KEYS)

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from landmark_lora.env import apply_offline_defaults
-from landmark_lora.prefect_api import DEFAULT_STARTUP_TIMEOUT_S, EXIT_TEMPFAIL, TIMEOUT_SETTING
+from landmark_lora.exitcodes import EXIT_TEMPFAIL
+from landmark_lora.retrain.prefect_api import DEFAULT_STARTUP_TIMEOUT_S, TIMEOUT_SETTING
 
 CLI = Path(sys.executable).parent / "landmark-lora"
 
@@ -78,7 +79,7 @@ def test_a_server_that_never_starts_in_time_gets_a_retry_then_says_what_to_do(sl
 
 
 def test_the_users_timeout_wins_over_the_default(tmp_path):
-    code = "from landmark_lora.prefect_api import startup_timeout; print(startup_timeout())"
+    code = "from landmark_lora.retrain.prefect_api import startup_timeout; print(startup_timeout())"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env["PREFECT_HOME"] = str(tmp_path)  # no profile
     unset = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

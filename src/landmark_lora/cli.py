@@ -28,11 +28,8 @@ from pathlib import Path
 
 from landmark_lora.config import ConfigError, Params, load_params, parse_overrides
 from landmark_lora.env import apply_offline_defaults
+from landmark_lora.exitcodes import EXIT_BUSY, EXIT_CONTRACT, EXIT_TEMPFAIL, EXIT_USAGE
 from landmark_lora.locking import LockBusy
-
-EXIT_USAGE = 2
-EXIT_CONTRACT = 3
-EXIT_BUSY = 75  # EX_TEMPFAIL: another operation holds the pipeline lock; try again later
 
 
 def _catalogue(params: Params):
@@ -51,23 +48,10 @@ def cmd_sample_data(params: Params, args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(params: Params, args: argparse.Namespace) -> int:
-    from landmark_lora.ops.ingest import ingest
+    from landmark_lora.retrain.intake import ingest_photos
 
-    report = ingest(params, _catalogue(params), progress=None if not args.no_progress else False)
-    print(report.summary(params.paths.quarantine))
-    if report.accepted and params.ingest.dvc_add and not args.no_dvc_add:
-        _dvc_add_raw(params.paths.raw)
+    ingest_photos(params, log=print, progress=None if not args.no_progress else False, dvc_add=not args.no_dvc_add)
     return 0
-
-
-def _dvc_add_raw(raw: Path) -> None:
-    """Version the raw photo set: `dvc add` writes data/raw.dvc (commit it) and caches the files."""
-    from landmark_lora.orchestration import dvc_add_raw
-
-    if not dvc_add_raw(raw):
-        print(f"ingest: not a DVC repo here; {raw} is not versioned (run `dvc init` to version it)")
-        return
-    print(f"ingest: versioned {raw} with DVC ({raw}.dvc); `dvc push` sends it to the remote")
 
 
 def cmd_validate(params: Params, args: argparse.Namespace) -> int:
@@ -124,7 +108,7 @@ def cmd_evaluate(params: Params, args: argparse.Namespace) -> int:
 
 
 def cmd_promote(params: Params, args: argparse.Namespace) -> int:
-    from landmark_lora.stages.promote import promote, rollback
+    from landmark_lora.ops.promote import promote, rollback
 
     if args.rollback and args.force:
         print("landmark-lora promote: --force and --rollback do not go together", file=sys.stderr)
@@ -141,7 +125,8 @@ def cmd_promote(params: Params, args: argparse.Namespace) -> int:
 
 
 def cmd_report(params: Params, args: argparse.Namespace) -> int:
-    from landmark_lora.report_html import load_outcome, write_html_report
+    from landmark_lora.retrain.report_data import load_outcome
+    from landmark_lora.retrain.report_html import write_html_report
 
     outcome = load_outcome(params.paths.reports)
     path = write_html_report(outcome, params, log_mlflow=args.mlflow)
@@ -168,8 +153,9 @@ def cmd_run(params: Params, args: argparse.Namespace) -> int:
         print("landmark-lora run: --set does not reach the DVC stages (they read params.yaml); edit "
               f"{args.params} instead", file=sys.stderr)
         return EXIT_USAGE
-    from landmark_lora.orchestration import load_retrain_flow, print_outcome
-    from landmark_lora.prefect_api import EXIT_TEMPFAIL, PrefectStartupError, ensure_prefect_api
+    from landmark_lora.retrain.deploy import load_retrain_flow
+    from landmark_lora.retrain.prefect_api import PrefectStartupError, ensure_prefect_api
+    from landmark_lora.retrain.report import print_outcome
 
     try:  # migrated database, generous timeout, one retry: a busy machine must not stop the run
         ensure_prefect_api("landmark-lora run", log=print)
@@ -201,7 +187,7 @@ def cmd_serve(params: Params, args: argparse.Namespace) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return EXIT_USAGE
-    from landmark_lora.orchestration import deployment_spec, load_retrain_flow, serve_kwargs
+    from landmark_lora.retrain.deploy import deployment_spec, load_retrain_flow, serve_kwargs
 
     spec = deployment_spec(args.deployment, Path(args.prefect_yaml) if args.prefect_yaml else None)
     kwargs = serve_kwargs(spec)
@@ -218,12 +204,13 @@ def cmd_watch(params: Params, args: argparse.Namespace) -> int:
     import json
     import threading
 
-    from landmark_lora.watcher import emit_photos_arrived, watch
+    from landmark_lora.events import EVENT_PHOTOS_ARRIVED
+    from landmark_lora.retrain.watcher import emit_photos_arrived, watch
 
     incoming = Path(params.paths.incoming)
     if args.dry_run:
         def emit(batch: list[str]) -> None:
-            print(json.dumps({"event": "landmark-lora.photos.arrived", "files": len(batch), "examples": batch[:10]}))
+            print(json.dumps({"event": EVENT_PHOTOS_ARRIVED, "files": len(batch), "examples": batch[:10]}))
     else:
         problem = _need_prefect_server("watch")
         if problem:

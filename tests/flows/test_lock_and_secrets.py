@@ -162,7 +162,7 @@ def test_a_flow_holding_the_lock_runs_its_ingest_task_without_waiting_on_itself(
 
 
 def test_the_deployment_never_renders_sample_data(tmp_path, retrain_module, monkeypatch):
-    from landmark_lora.orchestration import deployment_spec
+    from landmark_lora.retrain.deploy import deployment_spec
 
     assert deployment_spec("nightly-retrain")["parameters"]["sample_if_empty"] is False
     # a flow run of any deployment refuses, whatever its parameters say (Prefect's runtime override)
@@ -208,7 +208,7 @@ def test_a_password_in_the_tracking_uri_reaches_nothing_the_flow_publishes(tmp_p
 
 
 def test_publish_scrubs_every_field_the_same_way_as_mlflow_params(tmp_path, make_params, monkeypatch):
-    from landmark_lora.orchestration import publish
+    from landmark_lora.retrain.report import publish
     from landmark_lora.tracking import scrub
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

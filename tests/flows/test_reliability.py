@@ -13,14 +13,10 @@ import time
 import pytest
 from prefect import flow, task
 
-from landmark_lora import orchestration
-from landmark_lora.orchestration import (
-    LockBusy,
-    StageFailed,
-    is_transient_error,
-    parse_dvc_failure,
-    pipeline_lock,
-)
+from landmark_lora.locking import LockBusy, pipeline_lock
+from landmark_lora.retrain import dvc as retrain_dvc
+from landmark_lora.retrain.dvc import parse_dvc_failure
+from landmark_lora.retrain.errors import StageFailed, is_transient_error
 
 CONTRACT_OUTPUT = """\
 Running stage 'validate':
@@ -160,7 +156,7 @@ def test_the_dvc_repro_task_retries_an_unreachable_mlflow_then_succeeds(retrain_
         rc, text = outputs.pop(0)
         return rc, text.splitlines()
 
-    monkeypatch.setattr(orchestration, "_repro_process", fake_repro)
+    monkeypatch.setattr(retrain_dvc, "_repro_process", fake_repro)
     repro = retrain_module.dvc_repro.with_options(retry_delay_seconds=0)
 
     @flow
@@ -182,7 +178,7 @@ def test_the_dvc_repro_task_gives_up_at_once_on_a_broken_contract(retrain_module
         calls.append(1)
         return 255, CONTRACT_OUTPUT.splitlines()
 
-    monkeypatch.setattr(orchestration, "_repro_process", fake_repro)
+    monkeypatch.setattr(retrain_dvc, "_repro_process", fake_repro)
     repro = retrain_module.dvc_repro.with_options(retry_delay_seconds=0)
 
     @flow
@@ -222,7 +218,7 @@ def test_two_processes_never_hold_the_lock_at_once(tmp_path):
     script = textwrap.dedent("""
         import json, sys, time
         from pathlib import Path
-        from landmark_lora.orchestration import pipeline_lock
+        from landmark_lora.locking import pipeline_lock
         with pipeline_lock(Path(sys.argv[1]), wait_s=30, owner=sys.argv[2]) as waited:
             start = time.time(); time.sleep(1.0); end = time.time()
         print(json.dumps({"start": start, "end": end, "waited": waited}))

@@ -18,7 +18,7 @@ import yaml
 from report_fixtures import CHROMIUM, body_attr, external_refs, open_in_chromium
 
 from landmark_lora import rawtable
-from landmark_lora.orchestration import lock_path, pipeline_lock
+from landmark_lora.locking import lock_path, pipeline_lock
 from tests.helpers.workspace import build_workspace
 
 pytestmark = pytest.mark.slow
@@ -151,7 +151,7 @@ def test_broken_contract_fails_at_validate_and_keeps_champion_and_photos(ws, fir
 
 def test_new_photos_make_a_new_version_and_a_promote_crash_leaves_nothing_behind(
         ws, first_run, retrain_module, make_photo, monkeypatch):
-    from landmark_lora.stages import promote as promote_mod
+    from landmark_lora.ops import promote as promote_mod
 
     runs, versions, champion = len(_runs()), [v.version for v in _versions()], _champion()
     for i in range(3):

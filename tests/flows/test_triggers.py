@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from landmark_lora.orchestration import EVENT_PHOTOS_ARRIVED, EVENT_RESOURCE_ID, deployment_spec, serve_kwargs
-from landmark_lora.watcher import PhotoBatcher, emit_photos_arrived, is_photo, watch
+from landmark_lora.events import EVENT_PHOTOS_ARRIVED, EVENT_RESOURCE_ID
+from landmark_lora.retrain.deploy import deployment_spec, serve_kwargs
+from landmark_lora.retrain.watcher import PhotoBatcher, emit_photos_arrived, is_photo, watch
 from tests.helpers.workspace import REPO
 
 EXTS = [".jpg", ".jpeg", ".png", ".webp"]
@@ -127,7 +128,7 @@ def test_served_deployment_has_the_schedule_and_a_burst_of_events_starts_one_run
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.events.worker import EventsWorker
 
-    from landmark_lora.orchestration import load_retrain_flow
+    from landmark_lora.retrain.deploy import load_retrain_flow
 
     spec = deployment_spec("nightly-retrain", REPO / "prefect.yaml")
     kwargs = serve_kwargs(spec)

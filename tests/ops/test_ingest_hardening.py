@@ -416,7 +416,7 @@ def test_a_table_temp_file_left_by_a_killed_write_is_removed(ws_plain, pb):
 
 
 def test_the_retrain_report_says_how_many_photos_were_left_arriving(tmp_path, make_params):
-    from landmark_lora.orchestration import render_report
+    from landmark_lora.retrain.report import render_report
 
     outcome = {"status": "skipped", "reason": "no new photos", "photos": {"pending": 2, "ingest": {"left": 2}}}
     assert "- still arriving, left for the next run: 2" in render_report(outcome, make_params(tmp_path))

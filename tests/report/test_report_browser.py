@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 from report_fixtures import CHROMIUM, body_attr, make_state, open_in_chromium
 
-from landmark_lora.report_html import collect, render_html
+from landmark_lora.retrain.report_data import collect
+from landmark_lora.retrain.report_html import render_html
 
 
 @pytest.mark.skipif(not CHROMIUM.is_file(),

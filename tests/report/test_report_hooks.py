@@ -10,7 +10,7 @@ import sys
 import yaml
 from report_fixtures import external_refs, make_state
 
-from landmark_lora.orchestration import write_report
+from landmark_lora.retrain.report import write_report
 
 
 def _params(make_params, tmp_path, reports, quarantine, **extra):
@@ -52,7 +52,7 @@ def test_the_page_is_logged_to_the_training_run(tmp_path, make_params, monkeypat
     exp = configure(params.mlflow)
     run_id = mlflow.MlflowClient().create_run(exp).info.run_id
     said: list[str] = []
-    from landmark_lora.report_html import write_html_report
+    from landmark_lora.retrain.report_html import write_html_report
 
     write_html_report({**outcome, "mlflow_run_id": run_id}, params, log=said.append)
     assert said == []

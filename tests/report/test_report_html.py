@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 from report_fixtures import STATES, external_refs, make_state
 
-from landmark_lora.report_html import collect, load_outcome, render_html, write_html_report
+from landmark_lora.retrain.report_data import collect, load_outcome
+from landmark_lora.retrain.report_html import render_html, write_html_report
 
 
 def _page(tmp_path, state: str) -> str:

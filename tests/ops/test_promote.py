@@ -14,14 +14,8 @@ from safetensors.torch import save_file
 from test_train import TINY, _deep_merge
 
 from landmark_lora.config import parse_params
-from landmark_lora.stages.promote import (
-    PromotionError,
-    adapter_weight_problems,
-    decide,
-    promote,
-    rollback,
-    sanity_gates,
-)
+from landmark_lora.ops.promote import PromotionError, promote, rollback
+from landmark_lora.ops.promote_rules import adapter_weight_problems, decide, sanity_gates
 from tests.helpers.tiny_data import write_processed
 
 GOOD = {"eval_loss": 1.00, "background_consistency": 0.50, "shot_agreement": 0.60, "output_change": 0.05}
@@ -206,7 +200,7 @@ def test_champion_is_rescored_when_the_data_changed(registry, client):
 
 
 def test_rollback_moves_champion_back_and_records_why(registry, client):
-    from landmark_lora.stages.promote import register_challenger
+    from landmark_lora.ops.promote import register_challenger
 
     params = registry["params"]
     if len(client.search_model_versions("name='landmark-lora'")) < 2:  # run on its own: make a second version

@@ -123,8 +123,9 @@ def ws(runs, monkeypatch, request):
 
 
 def test_a_rollback_survives_the_next_run_and_only_force_undoes_it(ws):
-    from landmark_lora.orchestration import promote_all_or_nothing, unpromoted_run
-    from landmark_lora.stages.promote import promote, rollback
+    from landmark_lora.retrain.cleanup import promote_all_or_nothing
+    from landmark_lora.retrain.detect import unpromoted_run
+    from landmark_lora.ops.promote import promote, rollback
 
     ws.use(ws.worse)
     assert promote(ws.params)["champion"] == "1"
@@ -157,7 +158,7 @@ def test_a_rollback_survives_the_next_run_and_only_force_undoes_it(ws):
 
 
 def test_promoting_the_champion_again_is_a_noop_that_says_so(ws):
-    from landmark_lora.stages.promote import promote
+    from landmark_lora.ops.promote import promote
 
     ws.use(ws.worse)
     first = promote(ws.params)
@@ -171,7 +172,7 @@ def test_promoting_the_champion_again_is_a_noop_that_says_so(ws):
 
 def test_a_promote_that_fails_after_the_champion_moved_restores_the_previous_champion(ws, monkeypatch):
     """Issue 18 item 7: the champion alias has moved, then the report cannot be written."""
-    from landmark_lora.stages import promote as promote_mod
+    from landmark_lora.ops import promote as promote_mod
 
     ws.use(ws.worse)
     promote_mod.promote(ws.params)
@@ -200,7 +201,7 @@ _CRASH_AFTER_REGISTER = textwrap.dedent("""
     import os, sys
     from mlflow.tracking import MlflowClient
     from landmark_lora.config import parse_params
-    from landmark_lora.stages.promote import promote
+    from landmark_lora.ops.promote import promote
     import json
 
     def crash(*args, **kwargs):  # the process dies between register_model and the first tag
@@ -212,7 +213,7 @@ _CRASH_AFTER_REGISTER = textwrap.dedent("""
 
 
 def test_a_crash_between_registering_and_tagging_does_not_poison_later_runs(ws):
-    from landmark_lora.stages.promote import promote, register_challenger
+    from landmark_lora.ops.promote import promote, register_challenger
 
     ws.use(ws.worse)
     raw = _deep_merge(FAST, {"promotion": {"registered_model": ws.model}})
@@ -271,7 +272,7 @@ def _pair(weight: torch.Tensor, scale: float, rank: int = 2) -> tuple[torch.Tens
 @pytest.mark.parametrize("target", ["ff.net.2", "proj_in", "text_encoder q_proj"])
 def test_the_blow_up_gate_checks_every_lora_pair_whatever_its_key_format(tmp_path, fmt, target):
     from landmark_lora.diffusion.components import resolve_base
-    from landmark_lora.stages.promote import lora_delta_ratio
+    from landmark_lora.ops.promote_rules import lora_delta_ratio
 
     folder = "text_encoder" if target.startswith("text_encoder") else "unet"
     module, weight = _base_module(folder, target.split()[-1], 4 if target == "proj_in" else 2)
@@ -294,7 +295,7 @@ def test_the_blow_up_gate_checks_every_lora_pair_whatever_its_key_format(tmp_pat
 
 
 def test_a_sabotaged_run_on_ff_proj_in_and_the_text_encoder_fails_the_gate(ws):
-    from landmark_lora.stages.promote import sanity_gates
+    from landmark_lora.ops.promote_rules import sanity_gates
     from landmark_lora.stages.train import run_training
 
     good = {"eval_loss": 1.0, "output_change": 0.05}
@@ -311,7 +312,7 @@ def test_a_sabotaged_run_on_ff_proj_in_and_the_text_encoder_fails_the_gate(ws):
         assert any("blew up" in p for p in problems), problems
         # every pair was measured, the text encoder's too (its base file may drop "text_model.")
         from landmark_lora.diffusion.components import resolve_base
-        from landmark_lora.stages.promote import lora_delta
+        from landmark_lora.ops.promote_rules import lora_delta
 
         delta = lora_delta(Path("models/adapter"), resolve_base(sabotage.model))
         assert not delta.unchecked and delta.checked == sum(k.endswith(".lora_A.weight") for k in tensors), delta
@@ -321,7 +322,7 @@ def test_a_sabotaged_run_on_ff_proj_in_and_the_text_encoder_fails_the_gate(ws):
 
 def test_a_healthy_run_passes_the_gate_with_every_pair_checked(ws):
     from landmark_lora.diffusion.components import resolve_base
-    from landmark_lora.stages.promote import lora_delta, sanity_gates
+    from landmark_lora.ops.promote_rules import lora_delta, sanity_gates
 
     ws.use(ws.worse)
     delta = lora_delta(Path("models/adapter"), resolve_base(ws.params.model))
@@ -336,8 +337,8 @@ def test_a_healthy_run_passes_the_gate_with_every_pair_checked(ws):
 
 
 def test_no_sample_data_beside_a_champion(ws, capsys):
-    from landmark_lora.orchestration import render_sample_if_empty
-    from landmark_lora.stages.promote import promote
+    from landmark_lora.retrain.intake import render_sample_if_empty
+    from landmark_lora.ops.promote import promote
 
     ws.use(ws.worse)
     promote(ws.params)
@@ -352,7 +353,7 @@ def test_no_sample_data_beside_a_champion(ws, capsys):
 
 
 def test_no_sample_data_when_the_dataset_is_versioned_by_dvc(tmp_path, make_params, capsys):
-    from landmark_lora.orchestration import render_sample_if_empty
+    from landmark_lora.retrain.intake import render_sample_if_empty
 
     catalogue = tmp_path / "one-landmark.yaml"
     catalogue.write_text("- slug: gyeongbokgung\n  name_en: Gyeongbokgung Palace\n  name_ko: 경복궁\n"

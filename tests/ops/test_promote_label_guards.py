@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import pytest
 
 from landmark_lora.config import ConfigError, parse_params
-from landmark_lora.stages.promote import _version_metrics, decide
+from landmark_lora.ops.promote_rules import decide
+from landmark_lora.registry import version_metrics as _version_metrics
 
 GOOD = {"eval_loss": 1.00, "background_consistency": 0.50, "shot_agreement": 0.60, "output_change": 0.05,
         "landmark_accuracy": 0.9, "angle_accuracy": 0.7}

@@ -1,9 +1,9 @@
 """reports/retrain.html: one self-contained page per retrain, readable offline and anywhere.
 
     landmark-lora report                          # rebuild it from reports/ (and reports/retrain.json)
-    from landmark_lora.report_html import write_html_report, render_html, collect
+    from landmark_lora.retrain.report_html import write_html_report, render_html
     path = write_html_report(outcome, params)     # what every retrain does after reports/retrain.md
-    page = render_html(outcome, collect(Path("reports"), Path("data/quarantine"), Path("models")))
+    page = render_html(outcome, collect(Path("reports"), Path("data/quarantine"), Path("models")))  # report_data
 
 The page has inline CSS, images as data: URIs and loss curves as inline SVG: no request to any
 other host (the GX Data Docs load their styles from public CDNs; this page is the offline view).
@@ -12,22 +12,16 @@ Every value from a file is escaped with html.escape. A missing or unreadable fil
 
 from __future__ import annotations
 
-import base64
-import csv
 import html
-import io
-import json
 import math
 import time
 from pathlib import Path
 from typing import Any
 
 from landmark_lora import fsutil
+from landmark_lora.retrain.report_data import THUMB_PX, collect
 
 REPORT_HTML = "retrain.html"  # under paths.reports
-REJECTIONS = "rejections.csv"  # under paths.quarantine (written by the ingest stage)
-MAX_THUMBS = 24
-THUMB_PX = 96
 
 # What each metric means, in words; a metric not listed here is still shown.
 METRIC_MEANINGS: dict[str, tuple[str, str]] = {
@@ -76,102 +70,6 @@ nav a{margin-right:12px}svg{background:#fff;border:1px solid #d5d9e0}
 
 def esc(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
-
-
-# ---------------------------------------------------------------- reading the report files
-
-
-def _json(path: Path) -> dict | None:
-    """The file's dict; None when missing; {"_error": ...} when unreadable."""
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        return {"_error": f"{path}: {err}"}
-    return data if isinstance(data, dict) else {"_error": f"{path}: not a JSON object"}
-
-
-def _when(path: Path) -> str:
-    try:
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(path.stat().st_mtime))
-    except OSError:
-        return ""
-
-
-def _curve(path: Path, column: str) -> list[tuple[float, float]] | str:
-    """(step, value) points of one column of a DVC plots CSV; an error string when unreadable."""
-    if not path.is_file():
-        return []
-    try:
-        with path.open(encoding="utf-8", newline="") as fh:
-            points = []
-            for row in csv.DictReader(fh):
-                step, value = float(row["step"]), float(row[column])
-                if math.isfinite(step) and math.isfinite(value):
-                    points.append((step, value))
-            return points
-    except (OSError, KeyError, ValueError, TypeError) as err:
-        return f"{path}: {err}"
-
-
-def image_data_uri(path: Path, max_px: int | None = None) -> str | None:
-    """A PNG data: URI of the image (shrunk to ``max_px``); None when it does not decode."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            if max_px:
-                im.draft("RGB", (max_px * 2, max_px * 2))  # a JPEG decodes at a fraction of its size
-            im.load()
-            im = im.convert("RGB")
-            if max_px:
-                im.thumbnail((max_px, max_px))
-            buf = io.BytesIO()
-            im.save(buf, format="PNG", optimize=True)
-    except Exception:  # anything PIL cannot read is "not decodable": listed, no thumbnail
-        return None
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _rejections(quarantine: Path) -> list[dict]:
-    path = quarantine / REJECTIONS
-    if not path.is_file():
-        return []
-    try:
-        with path.open(encoding="utf-8", newline="") as fh:
-            return list(csv.DictReader(fh))
-    except (OSError, ValueError):
-        return []
-
-
-def collect(reports: Path, quarantine: Path, model_dir: Path | None = None,
-            rejected: list[tuple[str, str]] | None = None) -> dict:
-    """Everything the page shows, read from the report files. ``rejected``: this run's
-    (file, reason) pairs, whose quarantined copies get thumbnails (None: the latest rejections)."""
-    reports, quarantine = Path(reports), Path(quarantine)
-    files = {name: _json(reports / f"{name}.json") for name in ("validation", "eval", "promotion", "train")}
-    data: dict[str, Any] = {**files, "when": {n: _when(reports / f"{n}.json") for n in files}}
-    data["train_curve"] = _curve(reports / "plots" / "train_loss.csv", "loss")
-    data["eval_curve"] = _curve(reports / "plots" / "eval_loss.csv", "eval_loss")
-    data["grids"] = [(p.stem, image_data_uri(p)) for p in sorted((reports / "samples").glob("*.png"))]
-    rows = _rejections(quarantine)
-    if rejected is not None:
-        wanted = {f for f, _ in rejected}
-        rows = [r for r in rows if r.get("file") in wanted]
-    else:
-        rows = rows[-MAX_THUMBS:]
-    thumbs = []
-    for r in rows[-MAX_THUMBS:]:
-        stored = (r.get("quarantined_as") or "").strip()
-        uri = image_data_uri(quarantine / stored, THUMB_PX) if stored else None
-        thumbs.append({"file": r.get("file", ""), "reason": r.get("reason", ""), "stored": stored, "uri": uri})
-    data["thumbs"] = thumbs
-    data["thumbs_scope"] = "this run" if rejected is not None else "latest in rejections.csv"
-    meta = _json(Path(model_dir) / "adapter" / "adapter_metadata.json") if model_dir else None
-    meta = meta if meta and "_error" not in meta else {}
-    data["adapter_meta"] = meta.get("metadata") if isinstance(meta.get("metadata"), dict) else meta
-    return data
 
 
 # ---------------------------------------------------------------- rendering
@@ -475,19 +373,6 @@ def render_html(outcome: dict, data: dict) -> str:
             "<meta name='viewport' content='width=device-width,initial-scale=1'>"
             f"<title>retrain: {esc(outcome.get('status', 'unknown'))}</title><style>{_CSS}</style></head>"
             f"<body><main>{''.join(body)}</main>{_SCRIPT}</body></html>\n")
-
-
-# ---------------------------------------------------------------- writing and logging
-
-
-def load_outcome(reports: Path) -> dict:
-    """The last flow outcome (reports/retrain.json), or an 'unknown' one saying it is missing."""
-    outcome = _json(Path(reports) / "retrain.json")
-    if outcome is None or "_error" in outcome:
-        why = "not found" if outcome is None else outcome["_error"]
-        return {"status": "unknown", "reason": f"no flow outcome ({Path(reports) / 'retrain.json'}: {why}); "
-                "this page is rebuilt from the report files alone"}
-    return outcome
 
 
 def write_html_report(outcome: dict, params, log=print, log_mlflow: bool = True) -> Path:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from landmark_lora.orchestration import EVENT_PHOTOS_ARRIVED, EVENT_RESOURCE_ID
+from landmark_lora.events import EVENT_PHOTOS_ARRIVED, EVENT_RESOURCE_ID
 
 Emit = Callable[[list[str]], object]
 

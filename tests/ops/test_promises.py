@@ -28,7 +28,7 @@ import yaml
 from PIL import Image
 
 from landmark_lora.config import Params, parse_params
-from landmark_lora.stages.promote import decide
+from landmark_lora.ops.promote_rules import decide
 from tests.helpers.tiny_data import write_processed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -202,7 +202,7 @@ def story(base_ws, tmp_path_factory):
     from landmark_lora.serving import load_registered
     from landmark_lora.stages.cache_latents import cache_latents
     from landmark_lora.stages.evaluate import evaluate
-    from landmark_lora.stages.promote import promote
+    from landmark_lora.ops.promote import promote
     from landmark_lora.stages.train import run_training
 
     root = _copy(base_ws, tmp_path_factory.mktemp("story") / "ws")

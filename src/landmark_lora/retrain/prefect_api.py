@@ -1,11 +1,11 @@
 """A Prefect API for one-off runs (`landmark-lora run`, `python flows/retrain.py`) that a busy
 machine cannot stop: the ephemeral server, started with time to spare.
 
-    from landmark_lora.prefect_api import PrefectStartupError, ensure_prefect_api
+    from landmark_lora.retrain.prefect_api import PrefectStartupError, ensure_prefect_api
     try:
         url = ensure_prefect_api("landmark-lora run")   # None when PREFECT_API_URL names a server
     except PrefectStartupError as err:
-        print(err)                                       # says what to do; exit EXIT_TEMPFAIL
+        print(err)                                       # says what to do; exit exitcodes.EXIT_TEMPFAIL
 
 Without PREFECT_API_URL, Prefect starts a temporary server in a subprocess the first time a flow
 needs the API, and gives up after ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` (20 s by
@@ -30,7 +30,6 @@ from collections.abc import Callable
 TIMEOUT_SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 DEFAULT_STARTUP_TIMEOUT_S = 180  # Prefect's own default is 20 s
 ATTEMPTS = 2
-EXIT_TEMPFAIL = 75  # sysexits EX_TEMPFAIL: a temporary failure, worth trying again
 
 
 class PrefectStartupError(RuntimeError):

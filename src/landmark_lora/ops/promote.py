@@ -1,0 +1,275 @@
+"""Promote: register the new adapter as ``challenger`` and move ``champion`` only when it is better.
+
+    landmark-lora promote                     # after `dvc repro`; writes reports/promotion.json
+    landmark-lora promote --rollback --reason "faces look wrong"
+
+Rules, in order (every decision and its reason land in version tags and reports/promotion.json):
+1. Sanity gates for the challenger, whatever the metrics say: finite weights, finite eval loss
+   below ``promotion.max_eval_loss``, a LoRA update no larger than ``promotion.max_delta_ratio``
+   times the weights it changes, it loaded (evaluate ran it) and it changes the output by at
+   least ``promotion.min_output_change``. A NaN, diverged or unloadable adapter is never promoted.
+2. No champion yet: the challenger becomes champion (it passed the gates).
+3. Same eval data: if the champion was scored on another data version, it is scored again on
+   the current val data first (its adapter comes back from MLflow).
+4. Primary: eval_loss must drop by at least ``promotion.min_improvement`` (relative).
+5. Guards: no metric in ``promotion.guard_tolerance`` may drop by more than its tolerance.
+
+The rules themselves are pure functions in landmark_lora.ops.promote_rules; the registry calls
+(aliases, versions, half-registered clean-up) are landmark_lora.registry's.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from landmark_lora import fsutil, registry
+from landmark_lora.config import Params
+from landmark_lora.locking import locked
+from landmark_lora.ops.promote_rules import Decision, decide, finite, sanity_gates
+from landmark_lora.registry import (CHALLENGER, CHAMPION, METRIC_KEYS, alias, discard_half_registered, run_versions,
+                                    version_metrics)
+
+
+class PromotionError(RuntimeError):
+    """promote or rollback cannot go on; the message says what to run first."""
+
+
+def _train_run_id(params: Params) -> str:
+    reports = Path(params.paths.reports)
+    run_id = json.loads((reports / "train.json").read_text()).get("mlflow_run_id")
+    if not run_id:
+        raise PromotionError(f"{reports / 'train.json'} has no MLflow run id; run `dvc repro train` with MLflow on")
+    return run_id
+
+
+def _version_tags(params: Params, client, run_id: str) -> dict[str, str]:
+    """The tags every registered version carries: where it came from and how it scored."""
+    from landmark_lora.tracking import git_sha, scrub
+
+    evaluation = json.loads((Path(params.paths.reports) / "eval.json").read_text())
+    run = client.get_run(run_id)
+    tags = {
+        "git_sha": run.data.tags.get("git_sha", git_sha()),
+        "base_model": params.model.base,
+        "mlflow_run_id": run_id,
+    }
+    if evaluation.get("mlflow_run_id") in (None, run_id):  # eval.json scored this very run
+        tags["data_version"] = evaluation.get("data_version", "")
+        tags.update({k: str(evaluation[k]) for k in METRIC_KEYS if evaluation.get(k) is not None})
+    return scrub(tags)
+
+
+def _find_or_register(params: Params, client):
+    """The registry version of the last training run: registered (pyfunc logged into the run) if
+    it has none yet, else reused, with any tag a crashed earlier attempt did not write re-applied."""
+    from landmark_lora.diffusion.components import resolve_base
+    from landmark_lora.serving import log_adapter_model
+
+    run_id = _train_run_id(params)
+    name = params.promotion.registered_model
+
+    def log_model():
+        return log_adapter_model(Path(params.model.dir) / "adapter", params.model.base, resolve_base(params.model),
+                                 params.eval.num_inference_steps, params.eval.guidance_scale)
+
+    version, reused = registry.register(client, name, run_id, log_model)
+    have = (client.get_model_version(name, version.version).tags or {}) if reused else {}
+    for k, v in _version_tags(params, client, run_id).items():
+        if k not in have:  # a reused version keeps what it has (e.g. a rescore), gets what it lacks
+            client.set_model_version_tag(name, version.version, k, v)
+    return client.get_model_version(name, version.version)
+
+
+def register_challenger(params: Params, client=None):
+    """Log the adapter (pyfunc) into its training run and register it with tags + alias challenger.
+
+    Idempotent: the same training run is registered once; a reused version gets missing tags back."""
+    client = client or registry.client(params)
+    version = _find_or_register(params, client)
+    client.set_registered_model_alias(params.promotion.registered_model, CHALLENGER, version.version)
+    return client.get_model_version(params.promotion.registered_model, version.version)
+
+
+def rescore(params: Params, version, client) -> dict:
+    """Score a registered version on the current val data; update its tags. Returns metrics."""
+    import mlflow
+
+    from landmark_lora.stages.evaluate import score_adapter
+    from landmark_lora.tracking import data_version
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="adapter", dst_path=tmp)
+        metrics, _ = score_adapter(params, Path(local))
+    current = data_version(params.paths.processed)
+    name = params.promotion.registered_model
+    for k in METRIC_KEYS:
+        if finite(metrics.get(k)):
+            client.set_model_version_tag(name, version.version, k, str(metrics[k]))
+    client.set_model_version_tag(name, version.version, "data_version", current)
+    client.set_model_version_tag(name, version.version, "rescored_at", time.strftime("%Y-%m-%dT%H:%M:%S"))
+    return {k: metrics[k] for k in METRIC_KEYS if k in metrics}
+
+
+# Tags a promote attempt may change on a version that existed before it (restored on failure).
+_DECISION_TAGS = ("promotion_decision", "promotion_reason", "previous_champion", "rolled_back")
+
+
+@locked("landmark-lora promote")
+def promote(params: Params, force: bool = False, log=print) -> dict:
+    """Register the last training run's adapter as challenger and judge it; all or nothing.
+
+    The one promote path (CLI `landmark-lora promote` and the flow). Under the pipeline lock.
+    A failure at any point leaves the registry as it was: the champion (and challenger) alias
+    back where they were, no version this attempt created, no half-tagged version. A version
+    left undecided by a crashed earlier attempt (kill -9) is removed first. Promoting what is
+    already champion is a no-op that says so; a rolled-back version is not judged again unless
+    ``force`` (it then faces the gates and the champion like any challenger)."""
+    client = registry.client(params)
+    name = params.promotion.registered_model
+    run_id = _train_run_id(params)
+    discard_half_registered(params, run_id, log, client)
+    before = {v.version: dict(v.tags or {}) for v in run_versions(client, name, run_id)}
+    aliases_before = {a: alias(client, name, a) for a in (CHAMPION, CHALLENGER)}
+    try:
+        return _promote(params, client, force)
+    except BaseException:
+        try:
+            _undo(client, name, run_id, before, aliases_before, log)
+        except Exception as err:  # the registry may be what is down; the next attempt cleans up
+            log(f"promote: could not clean up after the failure ({err}); the next run will")
+        raise
+
+
+def _undo(client, name: str, run_id: str, before: dict[str, dict], aliases_before: dict, log) -> None:
+    """Put the registry back as it was before a failed attempt."""
+    for alias_name, version in aliases_before.items():
+        now = alias(client, name, alias_name)
+        if version is None and now is not None:
+            client.delete_registered_model_alias(name, alias_name)
+        elif version is not None and (now is None or now.version != version.version):
+            client.set_registered_model_alias(name, alias_name, version.version)
+    for v in run_versions(client, name, run_id):
+        if v.version not in before:
+            client.delete_model_version(name, v.version)
+            log(f"promote: removed version {v.version} of '{name}' (run {run_id}): the attempt failed")
+            continue
+        for k in _DECISION_TAGS:
+            old, new = before[v.version].get(k), (v.tags or {}).get(k)
+            if old is None and new is not None:
+                client.delete_model_version_tag(name, v.version, k)
+            elif old is not None and old != new:
+                client.set_model_version_tag(name, v.version, k, old)
+
+
+def _promote(params: Params, client, force: bool) -> dict:
+    from landmark_lora.tracking import data_version
+
+    name = params.promotion.registered_model
+    challenger = _find_or_register(params, client)
+    chall_metrics = version_metrics(challenger)
+    champion = alias(client, name, CHAMPION)
+    if champion is not None and champion.version == challenger.version:
+        return _unchanged(params, challenger, champion, f"version {challenger.version} is already champion: nothing to do")
+    rolled_back = (challenger.tags or {}).get("rolled_back") == "true"
+    if rolled_back and not force:
+        why = (challenger.tags or {}).get("rollback_reason", "")
+        return _unchanged(params, challenger, champion,
+                          f"version {challenger.version} was rolled back ({why or 'no reason given'}): not promoted "
+                          "again; train a new run, or ask for it with `landmark-lora promote --force`")
+    client.set_registered_model_alias(name, CHALLENGER, challenger.version)
+    current = data_version(params.paths.processed)
+    champ_metrics, rescored = None, False
+    if champion is not None:
+        if champion.tags.get("data_version") != current:
+            champ_metrics, rescored = rescore(params, champion, client), True
+        else:
+            champ_metrics = version_metrics(champion)
+    gates = sanity_gates(chall_metrics, Path(params.model.dir) / "adapter", params)
+    decision = decide(chall_metrics, champ_metrics, params, gates)
+    if rolled_back:
+        decision.checks.append(f"version {challenger.version} had been rolled back; judged again on request (--force)")
+    return _record(params, client, challenger, champion, decision, chall_metrics, champ_metrics, rescored)
+
+
+def _record(params, client, challenger, champion, decision: Decision, chall_metrics, champ_metrics, rescored) -> dict:
+    """Write the decision. The ``promotion_decision`` tag is the commit mark, set after the alias
+    moved: a version without it is an unfinished attempt (discard_half_registered)."""
+    name = params.promotion.registered_model
+    client.set_model_version_tag(name, challenger.version, "promotion_reason", decision.reason[:5000])
+    if decision.promote:
+        if champion is not None:
+            client.set_model_version_tag(name, challenger.version, "previous_champion", str(champion.version))
+        client.set_registered_model_alias(name, CHAMPION, challenger.version)
+        if (challenger.tags or {}).get("rolled_back"):
+            client.delete_model_version_tag(name, challenger.version, "rolled_back")
+    client.set_model_version_tag(name, challenger.version, "promotion_decision", "promoted" if decision.promote else "rejected")
+    now_champion = alias(client, name, CHAMPION)
+    report = {
+        "decision": "promoted" if decision.promote else "rejected",
+        "reason": decision.reason,
+        "checks": decision.checks,
+        "challenger": {"version": str(challenger.version), "run_id": challenger.run_id, "metrics": chall_metrics},
+        "previous_champion": None if champion is None else {
+            "version": str(champion.version), "run_id": champion.run_id, "metrics": champ_metrics, "rescored": rescored},
+        "champion": None if now_champion is None else str(now_champion.version),
+        "registered_model": name,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    _write(params, report)
+    return report
+
+
+def _unchanged(params, challenger, champion, reason: str) -> dict:
+    """A promote that changes nothing in the registry (already champion, rolled back): says so."""
+    report = {
+        "decision": "unchanged",
+        "reason": reason,
+        "checks": [],
+        "challenger": {"version": str(challenger.version), "run_id": challenger.run_id,
+                       "metrics": version_metrics(challenger)},
+        "previous_champion": None,
+        "champion": None if champion is None else str(champion.version),
+        "registered_model": params.promotion.registered_model,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    _write(params, report)
+    return report
+
+
+@locked("landmark-lora promote --rollback")
+def rollback(params: Params, reason: str) -> dict:
+    """Move ``champion`` back to the previous champion. Sticks: the rolled-back version is tagged
+    ``rolled_back=true`` and no later promote (flow or CLI) makes it champion again without --force."""
+    client = registry.client(params)
+    name = params.promotion.registered_model
+    champion = alias(client, name, CHAMPION)
+    if champion is None:
+        raise PromotionError(f"registered model '{name}' has no champion to roll back")
+    previous = champion.tags.get("previous_champion")
+    if not previous:
+        raise PromotionError(f"champion version {champion.version} has no previous champion to roll back to")
+    client.set_model_version_tag(name, champion.version, "rolled_back", "true")
+    client.set_model_version_tag(name, champion.version, "rollback_reason", reason[:5000])
+    try:
+        client.set_registered_model_alias(name, CHAMPION, previous)
+        report = {"decision": "rolled_back", "reason": reason, "from_version": str(champion.version),
+                  "rolled_back": {"version": str(champion.version), "run_id": champion.run_id},
+                  "champion": str(previous), "registered_model": name, "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        _write(params, report)
+    except BaseException:  # all or nothing: the champion stays, and is not marked rolled back
+        client.set_registered_model_alias(name, CHAMPION, champion.version)
+        client.delete_model_version_tag(name, champion.version, "rolled_back")
+        raise
+    return report
+
+
+def _write(params: Params, report: dict) -> None:
+    path = Path(params.paths.reports) / "promotion.json"
+    fsutil.write_json_atomic(path, report, indent=2, default=str)
+
+
+__all__ = ["Decision", "PromotionError", "decide", "discard_half_registered", "promote", "register_challenger",
+           "rescore", "rollback", "sanity_gates"]

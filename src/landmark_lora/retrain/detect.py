@@ -1,0 +1,84 @@
+"""What a retrain has to do: photos waiting, photos no finished run has trained on, a run not promoted.
+
+    from landmark_lora.retrain.detect import detect, untrained_photos, unpromoted_run
+    found = detect(params)        # Detection(pending, untrained, unpromoted_run, has_data)
+    print(found.describe())       # "3 photo(s) in the drop folder, 0 accepted but not trained yet"
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from landmark_lora.config import Params
+
+
+@dataclass
+class Detection:
+    pending: int  # files in the drop folder (not judged yet: ingest may reject some)
+    untrained: int  # accepted photos (data/raw) that no finished pipeline run has seen
+    unpromoted_run: str | None  # MLflow run of a finished pipeline that promote never judged
+    has_data: bool  # anything in data/raw or the drop folder
+
+    def describe(self) -> str:
+        text = f"{self.pending} photo(s) in the drop folder, {self.untrained} accepted but not trained yet"
+        if self.unpromoted_run:
+            text += f", MLflow run {self.unpromoted_run} waiting for promotion"
+        return text
+
+
+def read_json(path: Path) -> dict:
+    """A report file's content, or {} when it is missing or unreadable (not written yet)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def trained_shas(params: Params) -> set[str]:
+    """sha256 of every photo in the last *finished* pipeline run (evaluate ran on exactly this
+    processed data); empty when the last run stopped half-way, so its photos count as new."""
+    from landmark_lora.tracking import data_version
+
+    processed = Path(params.paths.processed)
+    evaluation = read_json(Path(params.paths.reports) / "eval.json")
+    if not evaluation or evaluation.get("data_version") != data_version(processed):
+        return set()
+    shas: set[str] = set()
+    for split in ("train", "val"):
+        meta = processed / split / "metadata.jsonl"
+        if meta.exists():
+            for line in meta.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    shas.add(json.loads(line).get("sha256", ""))
+    return shas
+
+
+def untrained_photos(params: Params) -> int:
+    from landmark_lora import rawtable
+
+    raw = {row["sha256"] for row in rawtable.read_rows(params.paths.raw)}
+    return len(raw - trained_shas(params))
+
+
+def unpromoted_run(params: Params) -> str | None:
+    """The MLflow run of a finished pipeline (train + evaluate) that promote has not judged:
+    e.g. promote failed last time, or someone ran plain `dvc repro`."""
+    reports = Path(params.paths.reports)
+    run_id = read_json(reports / "train.json").get("mlflow_run_id")
+    if not run_id or read_json(reports / "eval.json").get("mlflow_run_id") != run_id:
+        return None
+    promotion = read_json(reports / "promotion.json")
+    # judged: the last promote decided on it, or the operator rolled it back (that sticks)
+    judged = {(promotion.get(k) or {}).get("run_id") for k in ("challenger", "rolled_back")}
+    return None if run_id in judged else run_id
+
+
+def detect(params: Params) -> Detection:
+    from landmark_lora import rawtable
+    from landmark_lora.ops.ingest import pending_photos
+
+    pending = pending_photos(params.paths.incoming)
+    raw_rows = rawtable.read_rows(params.paths.raw)
+    return Detection(pending, untrained_photos(params), unpromoted_run(params), bool(pending or raw_rows))

@@ -1,0 +1,185 @@
+"""The `retrain` flow: new photos in, a judged adapter out. Prefect schedules, retries and
+reports; the DVC pipeline (dvc.yaml) stays the only DAG and runs as ONE task.
+
+    python flows/retrain.py                        # once; an ephemeral Prefect server when PREFECT_API_URL is unset
+    python flows/retrain.py --force                # run the pipeline even with too few new photos
+    python flows/retrain.py --min-new-photos 20 --workdir /srv/landmark-lora --if-busy skip
+    landmark-lora run                              # the same flow, once (what `make run` does)
+    landmark-lora serve                            # nightly schedule + photo trigger from prefect.yaml, no worker
+    prefect deploy --all && prefect worker start --pool landmark-lora   # deployment `nightly-retrain`
+
+Steps, under a file lock (.cache/retrain.lock; a second trigger waits or skips and says so):
+1. detect photos in data/incoming/ (and accepted photos no finished run has trained on);
+2. ingest them (data/raw or data/quarantine, nothing lost);
+3. with fewer than ``min_new_photos`` and no ``force``: stop here, say why, train nothing;
+4. `dvc repro` (one task; transient failures retried with backoff, a hard one names its stage);
+5. promote (all or nothing: champion untouched and no half-registered version on failure);
+6. publish a markdown artifact `retrain-report` (also reports/retrain.md).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import deployment, flow_run
+from prefect.tasks import exponential_backoff
+
+from landmark_lora.config import load_params
+from landmark_lora.locking import LockBusy, lock_path, pipeline_lock
+from landmark_lora.registry import champion_version
+from landmark_lora.retrain.cleanup import close_orphans, promote_all_or_nothing
+from landmark_lora.retrain.detect import Detection, detect, unpromoted_run, untrained_photos
+from landmark_lora.retrain.dvc import ReproResult, run_dvc_repro
+from landmark_lora.retrain.errors import StageFailed, is_transient_error
+from landmark_lora.retrain.intake import IngestSummary, ingest_photos, render_sample_if_empty
+from landmark_lora.retrain.outcome import Failure, Outcome, Photos
+from landmark_lora.retrain.report import publish
+from landmark_lora.tracking import scrub_text
+
+
+class RetrainFailed(RuntimeError):
+    """The flow's own failure: names the stage and the cause."""
+
+
+@contextmanager
+def working_directory(path: str | Path) -> Iterator[Path]:
+    """chdir for the block: params.yaml paths, dvc.lock and the sqlite MLflow store are relative."""
+    old = Path.cwd()
+    os.chdir(path)
+    try:
+        yield Path.cwd()
+    finally:
+        os.chdir(old)
+
+
+def retry_if_transient(task, task_run, state) -> bool:
+    """Prefect retry_condition_fn: retry network and lock trouble, never a hard failure."""
+    try:
+        exc = state.result(raise_on_failure=False)
+    except Exception as err:  # the result itself could not be read: judge that error
+        exc = err
+    return isinstance(exc, BaseException) and is_transient_error(exc)
+
+
+@task(name="detect-new-photos", cache_policy=NO_CACHE)
+def detect_photos(params_path: str) -> Detection:
+    found = detect(load_params(params_path))
+    print(f"detect: {found.describe()}")
+    return found
+
+
+@task(name="ingest", cache_policy=NO_CACHE)
+def ingest_task(params_path: str) -> IngestSummary:
+    return ingest_photos(load_params(params_path))
+
+
+@task(name="dvc-repro", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=30),
+      retry_jitter_factor=0.2, retry_condition_fn=retry_if_transient)
+def dvc_repro(workdir: str, flow_run_id: str | None) -> ReproResult:
+    """The whole DVC pipeline, as DVC decides (only stale stages run)."""
+    return run_dvc_repro(Path(workdir), flow_run_id)
+
+
+@task(name="promote", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=10),
+      retry_jitter_factor=0.2, retry_condition_fn=retry_if_transient)
+def promote_task(params_path: str) -> dict:
+    return promote_all_or_nothing(load_params(params_path))
+
+
+@task(name="publish-report", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 15])
+def publish_report(outcome: Outcome | dict, params_path: str) -> dict:
+    """Artifact `retrain-report` + reports/retrain.{md,json}; returns the outcome as published
+    (credentials scrubbed: this is also what the flow returns)."""
+    public, markdown = publish(outcome, load_params(params_path))
+    create_markdown_artifact(markdown, key="retrain-report", description=f"retrain: {public['reason']}"[:500])
+    return public
+
+
+def _retrain_locked(params_path: str, root: Path, force: bool, min_new_photos: int, sample_if_empty: bool,
+                    outcome: Outcome) -> Outcome:
+    params = load_params(params_path)
+    if sample_if_empty and deployment.id:
+        print("sample_if_empty ignored: synthetic photos are never rendered in a deployment (prefect.yaml)")
+    elif sample_if_empty:
+        render_sample_if_empty(params)  # also refuses when data/raw.dvc or a champion exists
+    found = detect_photos(params_path)
+    ingested = ingest_task(params_path) if found.pending else IngestSummary()
+    untrained = untrained_photos(params)
+    outcome.photos = Photos(found.pending, ingested, untrained)
+    if not force and untrained < min_new_photos and not found.unpromoted_run:
+        reason = (f"skipped: {untrained} new photo(s) to train on, fewer than min_new_photos={min_new_photos}; "
+                  "nothing trained, no MLflow run (force=True runs the pipeline anyway)")
+        print(reason)
+        return outcome.finish("skipped", reason)
+
+    champion_before = champion_version(params)
+    fr_id = outcome.flow_run_id
+    try:
+        repro = dvc_repro(str(root), fr_id)
+    except StageFailed as err:
+        if not err.transient:
+            close_orphans(params, fr_id, keep=None)
+        return _failed(outcome, Failure(err.stage, err.cause, err.transient, err.details), champion_before)
+    outcome.stages_run, outcome.repro_log = repro.stages_run, repro.log_path
+    run_id = unpromoted_run(params)
+    close_orphans(params, fr_id, keep=run_id)
+    if run_id is None:
+        reason = "pipeline up to date: nothing retrained; champion unchanged"
+        print(reason)
+        return outcome.finish("up_to_date", reason, champion=champion_before)
+    try:
+        report = promote_task(params_path)
+    except Exception as err:
+        outcome.mlflow_run_id = run_id
+        return _failed(outcome, Failure("promote", f"{type(err).__name__}: {err}", is_transient_error(err), ""),
+                       champion_version(params) or champion_before)
+    reason = f"trained and judged: {report['decision']} version {report['challenger']['version']}: {report['reason']}"
+    print(reason)
+    return outcome.finish("trained", reason, mlflow_run_id=run_id, decision=report["decision"],
+                          decision_reason=report["reason"], challenger_version=report["challenger"]["version"],
+                          champion=report["champion"])
+
+
+def _failed(outcome: Outcome, failure: Failure, champion: str | None) -> Outcome:
+    reason = (f"retrain failed at stage '{failure.stage}': {failure.cause} (champion untouched: version "
+              f"{champion or 'none'}; ingested photos are safe in data/raw and the next run trains on them)")
+    print(scrub_text(reason if not failure.details else f"{reason}\n{failure.details}"))  # Prefect logs are published too
+    return outcome.finish("failed", reason, champion=champion, failure=failure)
+
+
+@flow(name="retrain", log_prints=True)
+def retrain(force: bool = False, min_new_photos: int = 1, workdir: str = ".", params_path: str = "params.yaml",
+            sample_if_empty: bool = True, if_busy: Literal["wait", "skip"] = "wait",
+            lock_timeout_s: float = 6 * 3600) -> dict:
+    """Detect and ingest new photos, run the DVC pipeline, promote, and report.
+
+    force: run the pipeline even with fewer than ``min_new_photos`` new photos.
+    workdir: the repository checkout (params.yaml, dvc.yaml); params_path is relative to it.
+    sample_if_empty: render the synthetic sample set when there are no photos at all (a fresh
+        clone's embedded default only: never in a deployment, nor beside data/raw.dvc or a champion).
+    if_busy: another retrain holds the lock: ``wait`` (up to lock_timeout_s) or ``skip``."""
+    with working_directory(workdir) as root:
+        params = load_params(params_path)
+        outcome = Outcome(flow_run_id=flow_run.get_id(), workdir=str(root))
+        try:
+            wait_s = 0.0 if if_busy == "skip" else lock_timeout_s
+            with pipeline_lock(lock_path(params), wait_s=wait_s, owner=f"flow run {outcome.flow_run_id}") as waited:
+                if waited >= 1:
+                    print(f"waited {waited:.0f} s for another retrain to finish")
+                outcome.waited_for_lock_s = round(waited, 1)
+                outcome = _retrain_locked(params_path, root, force, min_new_photos, sample_if_empty, outcome)
+        except LockBusy as busy:
+            reason = f"skipped: {busy}"
+            print(reason)
+            outcome.finish("busy", reason)
+        public = publish_report(outcome, params_path)
+    if public["status"] == "failed":
+        raise RetrainFailed(public["reason"])
+    return public

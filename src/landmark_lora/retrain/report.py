@@ -1,0 +1,165 @@
+"""The run's report: markdown (the Prefect artifact `retrain-report`, reports/retrain.md), the JSON
+outcome (reports/retrain.json) and the offline page (reports/retrain.html, report_html).
+
+    from landmark_lora.retrain.report import publish, render_report
+    public, markdown = publish(outcome, params)   # scrubbed of credentials; writes all three files
+    print_outcome(state, "run")                   # exit code + summary of a finished flow run
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from landmark_lora import fsutil
+from landmark_lora.config import Params
+from landmark_lora.retrain.detect import read_json
+from landmark_lora.retrain.outcome import Outcome
+
+REPORT_MD = "retrain.md"  # under paths.reports; the same markdown as the Prefect artifact
+REPORT_JSON = "retrain.json"
+
+
+def mlflow_ui_command(params: Params) -> str:
+    from landmark_lora.tracking import tracking_uri
+
+    uri = tracking_uri(params.mlflow)
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri.rstrip('/')} (MLflow server)"
+    return f"mlflow ui --backend-store-uri {uri}"
+
+
+def where_to_look(params: Params) -> list[tuple[str, str]]:
+    reports = params.paths.reports
+    return [
+        ("retrain report", f"{reports}/retrain.html (offline page); {reports}/{REPORT_MD} (also a Prefect artifact 'retrain-report')"),
+        ("Prefect UI", "prefect server start  ->  http://127.0.0.1:4200 (flow runs, logs, artifacts)"),
+        ("MLflow UI", mlflow_ui_command(params)),
+        ("validation", f"{reports}/validation.json (Data Docs: {reports}/validation/index.html)"),
+        ("evaluation", f"{reports}/eval.json, {reports}/eval.html, {reports}/samples/"),
+        ("promotion", f"{reports}/promotion.json"),
+        ("rejected photos", f"{params.paths.quarantine}/rejections.csv"),
+    ]
+
+
+def print_outcome(state, prog: str, hint: str = "") -> int:
+    """Exit code and a short summary of a finished ``retrain`` flow run (its Prefect state)."""
+    if state.is_failed():
+        print(f"{prog}: FAILED: {state.message}", file=sys.stderr)
+        if hint:
+            print(f"  details: {hint}", file=sys.stderr)
+        return 1
+    outcome = state.result()
+    print(f"{prog}: {outcome['reason']}")
+    for what, where in outcome["where_to_look"].items():
+        print(f"  {what:<16}: {where}")
+    return 0
+
+
+_METRICS = ("eval_loss", "background_consistency", "shot_agreement", "landmark_accuracy", "angle_accuracy",
+            "pose_accuracy", "output_change", "clip_score")
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, (int, float)):
+        return f"{x:.4f}"
+    return "–" if x is None else str(x)
+
+
+def metrics_table(params: Params) -> list[str]:
+    """New adapter vs champion vs base, from reports/eval.json and reports/promotion.json."""
+    reports = Path(params.paths.reports)
+    evaluation = read_json(reports / "eval.json")
+    promotion = read_json(reports / "promotion.json")
+    if not evaluation:
+        return []
+    new = (promotion.get("challenger") or {}).get("metrics") or {}
+    prev = promotion.get("previous_champion") or {}
+    champ = prev.get("metrics") or {}
+    base = evaluation.get("base") or {}
+    new_v = (promotion.get("challenger") or {}).get("version", "new")
+    champ_h = f"champion (v{prev['version']}{', rescored' if prev.get('rescored') else ''})" if prev else "champion"
+    rows = [f"| metric | new adapter (v{new_v}) | {champ_h} | base model |", "|---|---|---|---|"]
+    for key in _METRICS:
+        value = new.get(key, evaluation.get(key))
+        if value is None and key not in base:
+            continue
+        rows.append(f"| {key} | {_fmt(value)} | {_fmt(champ.get(key)) if prev else 'none yet'} | {_fmt(base.get(key))} |")
+    return rows
+
+
+def render_report(outcome: dict, params: Params) -> str:
+    """The markdown published as the Prefect artifact (and written to reports/retrain.md)."""
+    status = outcome["status"]
+    lines = [f"# retrain: {status}", "", f"**{outcome['reason']}**", ""]
+    if outcome.get("flow_run_id"):
+        lines += [f"Prefect flow run: `{outcome['flow_run_id']}`", ""]
+    photos = outcome.get("photos") or {}
+    ingest = photos.get("ingest") or {}
+    lines += ["## Photos", "",
+              f"- waiting in the drop folder: {photos.get('pending', 0)}",
+              f"- accepted: {ingest.get('accepted', 0)}",
+              f"- rejected: {len(ingest.get('rejected', []))}"]
+    for reason, n in (ingest.get("reasons") or {}).items():
+        lines.append(f"  - {n} x {reason}")
+    if ingest.get("rejections_csv"):
+        lines.append(f"  - details: `{ingest['rejections_csv']}`")
+    if ingest.get("left"):
+        lines.append(f"- still arriving, left for the next run: {ingest['left']}")
+    lines += [f"- accepted but not trained before this run: {photos.get('untrained', 0)}", ""]
+    if outcome.get("failure"):
+        f = outcome["failure"]
+        lines += ["## Failure", "", f"- stage: `{f['stage']}`", f"- cause: {f['cause']}",
+                  f"- retried: {'yes (transient)' if f['transient'] else 'no (hard failure)'}",
+                  f"- champion: version {outcome.get('champion') or 'none'} (untouched)",
+                  f"- photos: safe in `{params.paths.raw}`; the next run trains on them", "",
+                  "```", f.get("details", "")[-3000:], "```", ""]
+    if outcome.get("stages_run") is not None:
+        ran = outcome["stages_run"]
+        lines += ["## Pipeline (dvc repro)", "",
+                  f"- stages run: {', '.join(ran) if ran else 'none (up to date)'}",
+                  f"- full output: `{outcome.get('repro_log', '')}`", ""]
+    if outcome.get("decision"):
+        lines += ["## Promotion", "", f"- decision: **{outcome['decision']}**",
+                  f"- reason: {outcome.get('decision_reason', '')}",
+                  f"- champion now: version {outcome.get('champion') or 'none'}", ""]
+        table = metrics_table(params)
+        if table:
+            lines += ["## Metrics", "", *table, ""]
+    if outcome.get("mlflow_run_id"):
+        lines += ["## MLflow", "", f"- run: `{outcome['mlflow_run_id']}`",
+                  f"- open: `{mlflow_ui_command(params)}`", ""]
+    lines += ["## Where to look", ""] + [f"- {k}: `{v}`" for k, v in where_to_look(params)]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(outcome: dict, params: Params, markdown: str) -> Path:
+    reports = Path(params.paths.reports)
+    reports.mkdir(parents=True, exist_ok=True)
+    fsutil.write_json_atomic(reports / REPORT_JSON, outcome, indent=2, default=str)
+    path = reports / REPORT_MD
+    fsutil.write_text_atomic(path, markdown)
+    from landmark_lora.retrain.report_html import write_html_report
+
+    write_html_report(outcome, params)  # reports/retrain.html: the same run, offline, with pictures
+    return path
+
+
+def publish(outcome: Outcome | dict, params: Params) -> tuple[dict, str]:
+    """The one door out for a run's report: scrub, render, write. Returns (outcome, markdown),
+    both scrubbed of credentials (tracking.scrub_text, the scrubber of MLflow params), for the
+    Prefect artifact and the flow's return value; writes reports/retrain.json, retrain.md and
+    retrain.html (the markdown links to that page).
+
+    Adds ``where_to_look`` and ``report`` (the markdown's path) to the returned outcome."""
+    from landmark_lora.tracking import scrub_deep, scrub_text
+
+    fields = outcome.to_dict() if isinstance(outcome, Outcome) else dict(outcome)
+    public = scrub_deep({**fields, "where_to_look": dict(where_to_look(params)),
+                         "report": str(Path(params.paths.reports) / REPORT_MD)})
+    markdown = scrub_text(render_report(public, params))  # render adds URIs from params too
+    page = (Path(params.paths.reports) / "retrain.html").resolve()
+    markdown += f"\n**Full report, with pictures (one offline page):** [{page}]({page.as_uri()})\n"
+    write_report(public, params, markdown)  # also writes reports/retrain.html
+    return public, markdown
