@@ -2,6 +2,10 @@
 
     landmark-lora evaluate            # the DVC stage `evaluate`
 
+    from landmark_lora.stages.evaluate import run
+    report = run(params)              # artifacts.EvalReport of reports/eval.json
+    report.metric("eval_loss"), report.mlflow_run_id
+
 1. ``eval_loss`` (primary, lower is better): held-out denoising loss on the val latents at
    ``train.eval_timesteps`` with fixed noise (``train.eval_seed``): the same number training logs.
 2. A fixed prompt set from the val split: distinct landmark x shot x angle x pose combinations,
@@ -25,8 +29,8 @@ base | adapter) and ``reports/eval.html``, and logs all of it into the training 
 from __future__ import annotations
 
 import html
-import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -34,16 +38,18 @@ import torch
 from PIL import Image, ImageDraw
 
 from landmark_lora import fsutil
+from landmark_lora.artifacts import EvalReport, Layout, TrainReport, data_version, read_records
 from landmark_lora.catalogue import load_catalogue, render_caption
 from landmark_lora.classifier import Calibrated, calibrated_classifiers, label_accuracies
 from landmark_lora.config import Params
-from landmark_lora.diffusion.components import Components, base_fingerprint, read_split, resolve_base
-from landmark_lora.diffusion.latents import LATENTS_DIR, load_latents
+from landmark_lora.diffusion.components import Components, base_fingerprint, resolve_base
+from landmark_lora.diffusion.latents import load_latents
 from landmark_lora.diffusion.loss import Encoder, Split, evaluate_loss
 from landmark_lora.diffusion.pipeline import load_pipeline
+from landmark_lora.logs import get_logger
 from landmark_lora.metrics import NO_PERSON, background_consistency, classify_shot
 
-ADAPTER_WEIGHTS = "pytorch_lora_weights.safetensors"
+log = get_logger(__name__)
 
 
 def prompt_set(params: Params, val: list[dict]) -> list[dict]:
@@ -87,14 +93,14 @@ def generate(pipe, prompts: list[dict], params: Params) -> list[Image.Image]:
 
 def _references(params: Params) -> dict[tuple[str, str], list[Image.Image]]:
     """Real photos per (landmark, angle): val first, train when val has none."""
-    processed = Path(params.paths.processed)
+    layout = Layout.of(params)
     refs: dict[tuple[str, str], list[Image.Image]] = {}
     for split in ("val", "train"):
-        for rec in read_split(processed, split):
-            key = (rec["landmark"], rec["angle"])
+        for rec in read_records(layout, split):
+            key = (rec.landmark, rec.angle)
             if split == "train" and key in refs and len(refs[key]) >= 4:
                 continue
-            with Image.open(processed / split / rec["file_name"]) as im:
+            with Image.open(layout.split_dir(split) / rec.file_name) as im:
                 refs.setdefault(key, []).append(im.convert("RGB"))
     return refs
 
@@ -132,9 +138,10 @@ def held_out_loss(params: Params, pipe) -> dict[str, float]:
     """eval_loss of the pipeline's UNet (with whatever LoRA is loaded) on the val latents."""
     from diffusers import DDPMScheduler
 
-    entries, tensors = load_latents(LATENTS_DIR, "val", base_fingerprint(resolve_base(params.model)))
+    latents = Layout.of(params).latents
+    entries, tensors = load_latents(latents, "val", base_fingerprint(resolve_base(params.model)))
     if not entries:
-        entries, tensors = load_latents(LATENTS_DIR, "train")
+        entries, tensors = load_latents(latents, "train")
         entries = entries[:8]
     scheduler = DDPMScheduler.from_pretrained(resolve_base(params.model), subfolder="scheduler")
     parts = Components(path=Path("."), unet=pipe.unet, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
@@ -166,12 +173,14 @@ def clip_score(params: Params, images: list[Image.Image], prompts: list[dict]) -
 def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None = None) -> tuple[dict, dict]:
     """Every metric for base and adapter on the current val data. Returns (metrics, images)."""
     base = resolve_base(params.model)
-    processed = Path(params.paths.processed)
-    split = "val" if read_split(processed, "val") else "train"
-    val = read_split(processed, split)
+    layout = Layout.of(params)
+    split = "val" if read_records(layout, "val") else "train"
+    val = [rec.to_json() for rec in read_records(layout, split)]
     prompts = prompts if prompts is not None else prompt_set(params, val)
+    log.debug("evaluate: %d prompts from the %s split", len(prompts), split)
     refs = _references(params)
-    classifiers = calibrated_classifiers(processed, params.eval.min_calibration, params.eval.min_calibration_photos)
+    classifiers = calibrated_classifiers(layout.processed, params.eval.min_calibration,
+                                         params.eval.min_calibration_photos)
     pipe = load_pipeline(base, device="auto")  # fp32 (the toy-world base ships fp16), on the GPU when there is one
     base_loss = held_out_loss(params, pipe)
     base_images = generate(pipe, prompts, params)
@@ -198,7 +207,7 @@ def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None 
         "prompts": len(prompts),
     }
     return metrics, {"prompts": prompts, "base": base_images, "adapter": adapter_images, "refs": refs,
-                     "source_dir": processed / split}
+                     "source_dir": layout.split_dir(split)}
 
 
 # ---------------------------------------------------------------- reports
@@ -261,7 +270,9 @@ def write_html(path: Path, metrics: dict, grids: dict[str, Path]) -> None:
         f"<td>{html.escape(metrics.get(k + '_status', ''))}</td></tr>"
         for k in COMPARED if k in metrics
     )
-    imgs = "".join(f"<h3>{html.escape(lm)}</h3><img src='samples/{p.name}'>" for lm, p in grids.items())
+    # the grids' paths relative to the page, so the HTML works wherever reports/ is copied
+    imgs = "".join(f"<h3>{html.escape(lm)}</h3><img src='{Path(os.path.relpath(p, Path(path).parent)).as_posix()}'>"
+                   for lm, p in grids.items())
     fsutil.write_text_atomic(
         path,
         "<!doctype html><meta charset='utf-8'><title>landmark-lora eval</title>"
@@ -274,23 +285,27 @@ def write_html(path: Path, metrics: dict, grids: dict[str, Path]) -> None:
 
 
 def evaluate(params: Params) -> dict:
-    adapter_dir = Path(params.model.dir) / "adapter"
-    if not (adapter_dir / ADAPTER_WEIGHTS).exists():
-        raise FileNotFoundError(f"{adapter_dir}/{ADAPTER_WEIGHTS}: no adapter; run `dvc repro train` first")
-    metrics, sets = score_adapter(params, adapter_dir)
-    reports = Path(params.paths.reports)
-    grids = write_grids(reports / "samples", sets)
-    from landmark_lora.tracking import data_version
-
-    metrics["data_version"] = data_version(params.paths.processed)
-    train_report = reports / "train.json"
-    run_id = json.loads(train_report.read_text()).get("mlflow_run_id") if train_report.exists() else None
+    """Score ``models/adapter`` against the base; write eval.json, the grids and eval.html; log to MLflow."""
+    layout = Layout.of(params)
+    if not layout.adapter_weights.exists():
+        raise FileNotFoundError(f"{layout.adapter_weights}: no adapter; run `dvc repro train` first")
+    metrics, sets = score_adapter(params, layout.adapter_dir)
+    grids = write_grids(layout.samples, sets)
+    metrics["data_version"] = data_version(layout)
+    run_id = TrainReport.read(layout.train_json).mlflow_run_id
     metrics["mlflow_run_id"] = run_id
-    fsutil.write_json_atomic(reports / "eval.json", metrics, indent=2, sort_keys=True)
-    write_html(reports / "eval.html", metrics, grids)
+    EvalReport.from_dict(metrics).write(layout.eval_json)
+    write_html(layout.eval_html, metrics, grids)
     if run_id:
-        _log_to_mlflow(params, run_id, metrics, grids, reports / "eval.html")
+        _log_to_mlflow(params, run_id, metrics, grids, layout.eval_html)
+    else:
+        log.warning("evaluate: %s has no MLflow run id; the metrics are not logged to MLflow", layout.train_json)
     return metrics
+
+
+def run(params: Params) -> EvalReport:
+    """The DVC stage: ``evaluate(params)``, returned as the ``reports/eval.json`` it wrote."""
+    return EvalReport.from_dict(evaluate(params))
 
 
 def _log_to_mlflow(params: Params, run_id: str, metrics: dict, grids: dict[str, Path], report: Path) -> None:
