@@ -150,7 +150,7 @@ def _pixel_checks(E: Any, cfg: ValidationConfig, w: _Words) -> list[Check]:
 
 def _landmark_checks(E: Any, cfg: ValidationConfig, w: _Words) -> list[Check]:
     """Enough photos per landmark, not too many without a shot label, the required ones present."""
-    add_photos, landmark = w.add_photos, _landmark
+    table, add_photos, landmark = w.table, w.add_photos, _landmark
     checks = [
         landmark("min_photos",
                  E.ExpectColumnValuesToBeBetween(column="photos", min_value=cfg.min_photos_per_landmark),
