@@ -3,18 +3,23 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Offline and quiet for everything make starts. landmark_lora/env.py applies the same defaults
+# inside the package's entry points; these cover what starts outside them: pytest and the servers
+# and tools the tests launch (mlflow server, Prefect's test server, dvc, moto).
 export GX_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+export MLFLOW_DISABLE_TELEMETRY := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test bench infra-smoke clean-data help
+.PHONY: install run test lint bench infra-smoke clean-data help
 
 help:
 	@echo "make run    - set up .venv, then run the main job on the embedded default"
 	@echo "make test   - set up .venv, then run the test suite"
+	@echo "make lint   - ruff (src tests tools flows) and mypy (the domain modules); not enforced yet"
 	@echo "make bench  - benchmarks (results in reports/bench.json and docs/benchmarks.md)"
 	@echo "make infra-smoke - real mlflow server on PostgreSQL + S3 (moto), the pipeline over HTTP (needs 127.0.0.1:5432)"
 
@@ -32,13 +37,20 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# Rules and the modules mypy checks are in pyproject.toml ([tool.ruff], [tool.mypy]). Reports only
+# for now (the `-` keeps make going): fixes land module by module, then the dashes go.
+lint: install
+	-$(BIN)/ruff check src tests tools flows
+	-$(BIN)/mypy
+
+# tools/ are the checkout's dev tools, run as modules from the repository root (never in the wheel).
 bench: install
-	$(BIN)/python -m landmark_lora.bench
+	$(BIN)/python -m tools.bench
 
 # The server deployment path without Docker (docs/deploy.md). `make test` runs it too, through
 # tests/infra/test_infra_smoke.py, whenever PostgreSQL answers on 127.0.0.1:5432.
 infra-smoke: install
-	$(BIN)/python -m landmark_lora.infra_smoke
+	$(BIN)/python -m tools.infra_smoke
 
 clean-data:
 	@echo "data/raw and data/quarantine hold user photos and are never removed by make."

@@ -19,7 +19,7 @@ from PIL import Image
 
 from landmark_lora.catalogue import load_catalogue
 from landmark_lora.config import SampleDataConfig
-from landmark_lora.stages.sample_data import render_sample_set
+from landmark_lora.synthetic.render import render_sample_set
 
 BUCKET = (56, 72)  # a portrait bucket of data.resolution 64, bucket_multiple 8
 

@@ -13,8 +13,8 @@ from landmark_lora import rawtable
 from landmark_lora.caption_fit import CaptionFit, CaptionTooLongError, load_base_tokenizer
 from landmark_lora.catalogue import ANGLES, SHOTS, Landmark, load_catalogue
 from landmark_lora.config import CaptionConfig, ModelConfig, parse_params
-from landmark_lora.stages.ingest import sha256_file
-from landmark_lora.stages.sample_data import POSES
+from landmark_lora.fsutil import sha256_file
+from landmark_lora.synthetic.person import POSES
 from landmark_lora.toyworld.tokenizer import train_bpe, write_clip_tokenizer
 
 CAT = load_catalogue()

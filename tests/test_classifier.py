@@ -14,7 +14,7 @@ from landmark_lora.classifier import (
     fit_label_classifier,
     label_accuracies,
 )
-from landmark_lora.tiny_data import write_processed
+from tests.helpers.tiny_data import write_processed
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from landmark_lora.config import ConfigError, flatten, load_params, parse_params
+from landmark_lora.config import ConfigError, flatten, load_params, parse_overrides, parse_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,6 +84,14 @@ def test_overrides_apply_dotted_keys(tmp_path):
     assert params.validation.min_photos_per_landmark == 3
     with pytest.raises(ConfigError, match="data.bogus: unknown key"):
         load_params(path, {"data.bogus": 1})
+
+
+def test_parse_overrides_reads_values_as_yaml_and_names_a_bad_pair():
+    assert parse_overrides(["data.resolution=128", "lora.targets=[to_q, to_v]", " train.seed =7", "x.y="]) == {
+        "data.resolution": 128, "lora.targets": ["to_q", "to_v"], "train.seed": 7, "x.y": None}
+    for bad in ("data.resolution", "=3"):
+        with pytest.raises(ConfigError, match="expected key=value"):
+            parse_overrides([bad])
 
 
 def test_flatten_gives_dotted_strings():

@@ -5,22 +5,21 @@ new photos rerun only what depends on them."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from workspace import build_workspace
 
-BIN = Path(sys.executable).parent
-# On top of workspace.FAST_PARAMS; all five landmarks (75 photos).
+from landmark_lora.env import venv_env
+from tests.helpers.workspace import build_workspace
+
+# On top of tests/helpers/workspace.py's FAST_PARAMS; all five landmarks (75 photos).
 PARAMS = {"validation": {"min_photos_per_landmark": 10}, "train": {"checkpoint_every": 100}}
 
 
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", GX_ANALYTICS_ENABLED="false",
-               HF_HUB_OFFLINE="1")
+    env = venv_env()  # this venv's bin/ first on PATH, offline defaults
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
@@ -59,7 +58,7 @@ def test_pipeline_runs_then_is_a_noop_then_reruns_on_new_photos(clone):
     # three new photos for one landmark: the whole data path reruns, with the cache doing the work
     from landmark_lora.catalogue import load_catalogue
     from landmark_lora.config import SampleDataConfig
-    from landmark_lora.stages.sample_data import render_photo
+    from landmark_lora.synthetic.photo import render_photo
 
     drop = clone / "data/incoming/gyeongbokgung"
     drop.mkdir(parents=True, exist_ok=True)

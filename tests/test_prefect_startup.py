@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from landmark_lora.env import apply_offline_defaults
 from landmark_lora.prefect_api import DEFAULT_STARTUP_TIMEOUT_S, EXIT_TEMPFAIL, TIMEOUT_SETTING
 
 CLI = Path(sys.executable).parent / "landmark-lora"
@@ -44,8 +45,8 @@ def _run(root: Path, ws: Path, slow_s: float, every_time: bool = False, timeout_
     (ws / "params.yaml").write_text("{}\n")  # an empty workspace: the flow starts, finds nothing, skips
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_TRACKING"))}
     env.update(PREFECT_HOME=str(root / "home"), PYTHONPATH=str(root / "slow"), SLOW_SERVER_S=str(slow_s),
-               SLOW_SERVER_MARKER=str(root / "slowed-once"), SLOW_SERVER_EVERY_TIME="1" if every_time else "0",
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
+               SLOW_SERVER_MARKER=str(root / "slowed-once"), SLOW_SERVER_EVERY_TIME="1" if every_time else "0")
+    apply_offline_defaults(env)  # PREFECT_* was dropped above: the analytics switch goes back
     if timeout_setting is not None:
         env[TIMEOUT_SETTING] = timeout_setting
     return subprocess.run([str(CLI), "run", "--no-sample"], cwd=ws, env=env, capture_output=True, text=True,

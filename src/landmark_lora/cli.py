@@ -23,28 +23,16 @@ overrides (e.g. ``--set data.resolution=128``).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-import yaml
-
-from landmark_lora.config import ConfigError, Params, load_params
+from landmark_lora.config import ConfigError, Params, load_params, parse_overrides
+from landmark_lora.env import apply_offline_defaults
 from landmark_lora.locking import LockBusy
 
 EXIT_USAGE = 2
 EXIT_CONTRACT = 3
 EXIT_BUSY = 75  # EX_TEMPFAIL: another operation holds the pipeline lock; try again later
-
-
-def _overrides(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {pair!r}: expected key=value, e.g. --set data.resolution=128")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 def _catalogue(params: Params):
@@ -54,7 +42,7 @@ def _catalogue(params: Params):
 
 
 def cmd_sample_data(params: Params, args: argparse.Namespace) -> int:
-    from landmark_lora.stages.sample_data import render_sample_set
+    from landmark_lora.synthetic.render import render_sample_set
 
     out = Path(args.out) if args.out else params.paths.incoming
     n = render_sample_set(out, _catalogue(params), params.sample_data)
@@ -63,20 +51,13 @@ def cmd_sample_data(params: Params, args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(params: Params, args: argparse.Namespace) -> int:
-    from landmark_lora.stages.ingest import ingest
+    from landmark_lora.ops.ingest import ingest
 
     report = ingest(params, _catalogue(params), progress=None if not args.no_progress else False)
     print(report.summary(params.paths.quarantine))
     if report.accepted and params.ingest.dvc_add and not args.no_dvc_add:
         _dvc_add_raw(params.paths.raw)
     return 0
-
-
-def venv_env() -> dict[str, str]:
-    """Environment in which dvc.yaml's `landmark-lora ...` commands resolve to this install."""
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    return env
 
 
 def _dvc_add_raw(raw: Path) -> None:
@@ -190,7 +171,6 @@ def cmd_run(params: Params, args: argparse.Namespace) -> int:
     from landmark_lora.orchestration import load_retrain_flow, print_outcome
     from landmark_lora.prefect_api import EXIT_TEMPFAIL, PrefectStartupError, ensure_prefect_api
 
-    _quiet_prefect_defaults()
     try:  # migrated database, generous timeout, one retry: a busy machine must not stop the run
         ensure_prefect_api("landmark-lora run", log=print)
     except PrefectStartupError as err:
@@ -200,13 +180,6 @@ def cmd_run(params: Params, args: argparse.Namespace) -> int:
     state = retrain(force=args.force, min_new_photos=args.min_new_photos, workdir=".", params_path=args.params,
                     sample_if_empty=not args.no_sample, if_busy=args.if_busy, return_state=True)
     return print_outcome(state, "run", f"{params.paths.reports}/retrain.md, {params.paths.cache}/retrain/dvc-repro.log")
-
-
-def _quiet_prefect_defaults() -> None:
-    # Offline and quiet by default; an explicit setting in the environment wins.
-    for key, value in {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-                       "GX_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}.items():
-        os.environ.setdefault(key, value)
 
 
 def _need_prefect_server(command: str) -> str | None:
@@ -224,7 +197,6 @@ def _need_prefect_server(command: str) -> str | None:
 
 def cmd_serve(params: Params, args: argparse.Namespace) -> int:
     """flow.serve with the schedule, trigger and parameters of a prefect.yaml deployment."""
-    _quiet_prefect_defaults()
     problem = _need_prefect_server("serve")
     if problem:
         print(problem, file=sys.stderr)
@@ -248,7 +220,6 @@ def cmd_watch(params: Params, args: argparse.Namespace) -> int:
 
     from landmark_lora.watcher import emit_photos_arrived, watch
 
-    _quiet_prefect_defaults()
     incoming = Path(params.paths.incoming)
     if args.dry_run:
         def emit(batch: list[str]) -> None:
@@ -350,11 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    apply_offline_defaults()  # offline and quiet; an explicit setting in the environment wins
     args = build_parser().parse_args(argv)
     try:
-        params = load_params(args.params, _overrides(args.overrides))
+        params = load_params(args.params, parse_overrides(args.overrides))
         return args.func(params, args)
     except ConfigError as err:
         print(f"landmark-lora: {err}", file=sys.stderr)
@@ -364,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BUSY
     except Exception as err:  # stage errors carry the actionable message; no traceback wall
         from landmark_lora.catalogue import CatalogueError
-        from landmark_lora.stages.ingest import IngestError
+        from landmark_lora.ops.ingest import IngestError
 
         if isinstance(err, (CatalogueError, IngestError, ValueError)):
             print(f"landmark-lora {args.command}: {err}", file=sys.stderr)

@@ -319,6 +319,20 @@ def load_params(path: str | Path = DEFAULT_PARAMS, overrides: dict[str, Any] | N
     return parse_params(raw, source=str(path))
 
 
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``--set key=value`` pairs -> ``{"data.resolution": 128}`` for load_params (values are YAML).
+
+        load_params("params.yaml", parse_overrides(["data.resolution=128", "train.max_steps=4"]))
+    """
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {pair!r}: expected key=value, e.g. --set data.resolution=128")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
     """Return a copy of ``raw`` with ``a.b.c = value`` applied."""
     out = dict(raw)

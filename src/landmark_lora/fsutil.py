@@ -3,6 +3,8 @@
     from landmark_lora import fsutil
     fsutil.write_json_atomic(reports / "eval.json", metrics, indent=2)
     fsutil.write_csv_atomic(raw / "metadata.csv", COLUMNS, rows)     # formula-safe, see below
+    fsutil.sha256_file(photo)                                          # hex digest, read in 1 MiB blocks
+    fsutil.nfc(name)                                                   # NFC: macOS NFD names match typed labels
     with fsutil.atomic_path(cache / "x.png") as tmp:                   # for writers that want a path
         image.save(tmp, format="PNG")
 
@@ -23,15 +25,17 @@ and so is a cell that already starts with ``'``; ``read_csv_rows`` strips exactl
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
 import stat
 import tempfile
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 # Cells a spreadsheet would run as a formula (OWASP "CSV injection"), plus our own escape mark.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
@@ -146,3 +150,23 @@ def read_csv_rows(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
         reader = csv.DictReader(fh)
         rows = [{k: csv_unsafe(v) for k, v in row.items()} for row in reader]
         return list(reader.fieldnames or []), rows
+
+
+def sha256_fh(fh: BinaryIO, chunk: int = 1 << 20) -> str:
+    """sha256 hex digest of an open binary file, from its start (the position is left at the end)."""
+    fh.seek(0)
+    h = hashlib.sha256()
+    while block := fh.read(chunk):
+        h.update(block)
+    return h.hexdigest()
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """sha256 hex digest of the file at ``path``."""
+    with Path(path).open("rb") as fh:
+        return sha256_fh(fh, chunk)
+
+
+def nfc(text: str) -> str:
+    """``text`` in Unicode NFC: macOS writes NFD file names, metadata typed by hand is NFC; compare in NFC."""
+    return unicodedata.normalize("NFC", text)

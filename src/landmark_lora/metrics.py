@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from landmark_lora.stages.preprocess import _cv2_detectors, detect_person
+from landmark_lora.imaging import cv2_detectors, detect_person
 
 NO_PERSON = "no_person"
 WORK_SIZE = 256  # detectors need a few dozen pixels per face; small generations are upscaled
@@ -48,7 +48,7 @@ def _work(image: Image.Image) -> Image.Image:
 def classify_shot(image: Image.Image) -> str:
     """Shot type from detected framing, or 'no_person' when no face or body is found."""
     image = _work(image)
-    d = _cv2_detectors()
+    d = cv2_detectors()
     cv2 = d["cv2"]
     gray = cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2GRAY)
     h = gray.shape[0]

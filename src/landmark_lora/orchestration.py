@@ -162,7 +162,7 @@ def unpromoted_run(params: Params) -> str | None:
 
 def detect(params: Params) -> Detection:
     from landmark_lora import rawtable
-    from landmark_lora.stages.ingest import pending_photos
+    from landmark_lora.ops.ingest import pending_photos
 
     pending = pending_photos(params.paths.incoming)
     raw_rows = rawtable.read_rows(params.paths.raw)
@@ -197,8 +197,8 @@ def render_sample_if_empty(params: Params, log: Log = say) -> int:
     Renders nothing when there are photos, or when sample_data_refusal says no (and says why)."""
     from landmark_lora import rawtable
     from landmark_lora.catalogue import load_catalogue
-    from landmark_lora.stages.ingest import pending_photos
-    from landmark_lora.stages.sample_data import render_sample_set
+    from landmark_lora.ops.ingest import pending_photos
+    from landmark_lora.synthetic.render import render_sample_set
 
     if rawtable.read_rows(params.paths.raw) or pending_photos(params.paths.incoming):
         return 0
@@ -229,7 +229,7 @@ class IngestSummary:
 
 def dvc_add_raw(raw: Path) -> bool:
     """`dvc add data/raw` (writes data/raw.dvc). False when this is not a DVC repository."""
-    from landmark_lora.cli import venv_env
+    from landmark_lora.env import venv_env
 
     if not Path(".dvc").is_dir():
         return False
@@ -239,7 +239,7 @@ def dvc_add_raw(raw: Path) -> bool:
 
 def ingest_photos(params: Params, log: Log = say) -> IngestSummary:
     from landmark_lora.catalogue import load_catalogue
-    from landmark_lora.stages.ingest import REJECTIONS, ingest
+    from landmark_lora.ops.ingest import REJECTIONS, ingest
 
     report = ingest(params, load_catalogue(params.catalogue), progress=False)
     log(report.summary(params.paths.quarantine))
@@ -331,11 +331,9 @@ def _repro_process(workdir: Path, env: dict[str, str], on_line: Log) -> tuple[in
 def run_dvc_repro(workdir: Path, flow_run_id: str | None, log: Log = say, cache_dir: Path = Path(".cache")) -> ReproResult:
     """`dvc repro` as one step, with this venv first on PATH and the Prefect flow-run id in the
     environment (the train stage tags its MLflow run with it). Raises StageFailed."""
-    from landmark_lora.cli import venv_env
+    from landmark_lora.env import venv_env
 
-    env = venv_env()
-    env.setdefault("GX_ANALYTICS_ENABLED", "false")
-    env.setdefault("HF_HUB_OFFLINE", "1")
+    env = venv_env()  # this install first on PATH, offline defaults
     if flow_run_id:
         env["PREFECT__FLOW_RUN_ID"] = str(flow_run_id)
     rc, lines = _repro_process(Path(workdir), env, log)

@@ -2,7 +2,7 @@
 `mlflow server` on loopback.
 
     def test_x(retrain_module, tmp_path):
-        ws = build_workspace(tmp_path / "ws")        # tests/workspace.py: a fast, two-landmark clone
+        ws = build_workspace(tmp_path / "ws")        # tests/helpers/workspace.py: a fast, two-landmark clone
         retrain_module.retrain(workdir=str(ws))
 
 One Prefect server (prefect_test_harness) serves the whole session: starting it costs ~10 s.
@@ -18,13 +18,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from workspace import REPO
 
-from landmark_lora.infra_smoke import free_port
+from landmark_lora.env import apply_offline_defaults
+from tests.helpers.ports import free_port
+from tests.helpers.workspace import REPO
 
-for _key, _value in {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
-                     "GX_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}.items():
-    os.environ.setdefault(_key, _value)
+apply_offline_defaults()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -107,7 +107,7 @@ def test_cli_promote_and_rollback_take_the_same_lock(tmp_path):
 
 def test_the_lock_is_reentrant_in_one_call_chain_and_exclusive_across_threads(tmp_path, make_photo, monkeypatch):
     from landmark_lora.catalogue import load_catalogue
-    from landmark_lora.stages.ingest import ingest
+    from landmark_lora.ops.ingest import ingest
 
     ws = _workspace(tmp_path / "ws")
     monkeypatch.chdir(ws)
@@ -138,7 +138,7 @@ def test_a_flow_holding_the_lock_runs_its_ingest_task_without_waiting_on_itself(
     from prefect import flow, task
 
     from landmark_lora.catalogue import load_catalogue
-    from landmark_lora.stages.ingest import ingest
+    from landmark_lora.ops.ingest import ingest
 
     ws = _workspace(tmp_path / "ws")
     monkeypatch.chdir(ws)

@@ -16,10 +16,10 @@ import time
 import pytest
 import yaml
 from report_fixtures import CHROMIUM, body_attr, external_refs, open_in_chromium
-from workspace import build_workspace
 
 from landmark_lora import rawtable
 from landmark_lora.orchestration import lock_path, pipeline_lock
+from tests.helpers.workspace import build_workspace
 
 pytestmark = pytest.mark.slow
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workspace import REPO
 
 from landmark_lora.orchestration import EVENT_PHOTOS_ARRIVED, EVENT_RESOURCE_ID, deployment_spec, serve_kwargs
 from landmark_lora.watcher import PhotoBatcher, emit_photos_arrived, is_photo, watch
+from tests.helpers.workspace import REPO
 
 EXTS = [".jpg", ".jpeg", ".png", ".webp"]
 

@@ -11,12 +11,15 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from landmark_lora import infra_smoke
+from tests.helpers.ports import free_port
+from tools import infra_smoke
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _postgres_up() -> bool:
@@ -28,8 +31,9 @@ def _postgres_up() -> bool:
 
 
 def _smoke(env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "landmark_lora.infra_smoke"], env=env, capture_output=True,
-                          text=True, timeout=600)
+    # `python -m tools.infra_smoke` from the repository root, as `make infra-smoke` runs it.
+    return subprocess.run([sys.executable, "-m", "tools.infra_smoke"], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=600, check=False)
 
 
 @pytest.mark.skipif(not _postgres_up(), reason=f"PostgreSQL is not on 127.0.0.1:5432 (start it: "
@@ -39,13 +43,14 @@ def test_pipeline_tracks_registers_and_promotes_through_the_mlflow_server():
     proc = _smoke(env)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
-    for needle in ("anonymous request is refused", "wrong password is refused", "holds alias champion", "adapter stored in s3://", "run row present in PostgreSQL",
+    for needle in ("anonymous request is refused", "wrong password is refused", "holds alias champion",
+                   "adapter stored in s3://", "run row present in PostgreSQL",
                    "planted token appears nowhere in the stored run", "stopped mlflow", "dropped database"):
         assert needle in out, f"infra smoke did not check: {needle!r}\n{out[-4000:]}"
 
 
 def test_unreachable_postgres_exits_2_and_says_how_to_start_it():
-    port = infra_smoke.free_port()  # nothing listens on it
+    port = free_port()  # nothing listens on it
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["LANDMARK_SMOKE_PG_ADMIN"] = f"postgresql://postgres@127.0.0.1:{port}/test"
     proc = _smoke(env)

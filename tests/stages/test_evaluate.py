@@ -10,7 +10,7 @@ from landmark_lora.catalogue import load_catalogue
 from landmark_lora.config import SampleDataConfig, parse_params
 from landmark_lora.metrics import NO_PERSON, background_consistency, background_similarity, classify_shot
 from landmark_lora.stages.evaluate import prompt_set
-from landmark_lora.stages.sample_data import render_photo
+from landmark_lora.synthetic.photo import render_photo
 
 CAT = load_catalogue()
 CFG = SampleDataConfig()

@@ -14,7 +14,7 @@ from landmark_lora import rawtable
 from landmark_lora.catalogue import load_catalogue
 from landmark_lora.config import DataConfig, parse_params
 from landmark_lora.stages import preprocess as pp
-from landmark_lora.stages.ingest import sha256_file
+from landmark_lora.fsutil import sha256_file
 
 CAT = load_catalogue()
 

@@ -29,7 +29,7 @@ from PIL import Image
 
 from landmark_lora.config import Params, parse_params
 from landmark_lora.stages.promote import decide
-from landmark_lora.tiny_data import write_processed
+from tests.helpers.tiny_data import write_processed
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "landmark-lora"

@@ -22,7 +22,7 @@ from landmark_lora.stages.promote import (
     rollback,
     sanity_gates,
 )
-from landmark_lora.tiny_data import write_processed
+from tests.helpers.tiny_data import write_processed
 
 GOOD = {"eval_loss": 1.00, "background_consistency": 0.50, "shot_agreement": 0.60, "output_change": 0.05}
 P = parse_params({})

@@ -24,7 +24,7 @@ from test_promote import FAST
 from test_train import _deep_merge
 
 from landmark_lora.config import parse_params
-from landmark_lora.tiny_data import write_processed
+from tests.helpers.tiny_data import write_processed
 
 NAME_TAGS = ("git_sha", "data_version", "base_model", "eval_loss", "mlflow_run_id")
 

@@ -15,7 +15,8 @@ import pytest
 from landmark_lora.catalogue import ANGLES, SHOTS, load_catalogue
 from landmark_lora.config import SampleDataConfig
 from landmark_lora.metrics import classify_shot
-from landmark_lora.stages.sample_data import POSES, render_photo
+from landmark_lora.synthetic.person import POSES
+from landmark_lora.synthetic.photo import render_photo
 
 CAT = load_catalogue()
 CFG = SampleDataConfig()

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from landmark_lora.config import parse_params
-from landmark_lora.tiny_data import write_processed
+from tests.helpers.tiny_data import write_processed
 
 TINY = {
     "train": {"max_steps": 4, "batch_size": 2, "eval_every": 2, "checkpoint_every": 2, "warmup_steps": 1,

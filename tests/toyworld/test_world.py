@@ -6,7 +6,7 @@ import numpy as np
 
 from landmark_lora.catalogue import ANGLES, SHOTS, load_catalogue
 from landmark_lora.config import CaptionConfig
-from landmark_lora.stages import sample_data
+from landmark_lora.synthetic import scenes as sample_data
 from landmark_lora.toyworld.world import PLACES, world_samples
 
 WORDS = CaptionConfig()

@@ -32,18 +32,16 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from landmark_lora import fsutil, rawtable
 from landmark_lora.caption_fit import check_captions
 from landmark_lora.catalogue import Landmark, render_caption
 from landmark_lora.config import DataConfig, Params
-from landmark_lora.stages.ingest import exif_orientation
+from landmark_lora.imaging import Box, detect_person, exif_orientation, load_rgb
 
 # Bump when the pixel pipeline changes: it invalidates every cached crop.
 PIPELINE_VERSION = "1"
-Box = tuple[int, int, int, int]  # x0, y0, x1, y1
 
 
 # ---------------------------------------------------------------- buckets
@@ -69,68 +67,6 @@ def choose_bucket(width: int, height: int, buckets: list[tuple[int, int]]) -> tu
     return min(buckets, key=lambda b: (abs(math.log(b[0] / b[1]) - target), -b[0] * b[1]))
 
 
-# ---------------------------------------------------------------- person detection
-
-
-_DETECTORS: dict = {}
-
-
-def _cv2_detectors():
-    if not _DETECTORS:
-        import cv2
-
-        cv2.setNumThreads(1)  # we are one DVC stage among others; don't grab every core
-        hog = cv2.HOGDescriptor()
-        hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
-        root = Path(cv2.data.haarcascades)
-        _DETECTORS.update(
-            cv2=cv2,
-            hog=hog,
-            face=cv2.CascadeClassifier(str(root / "haarcascade_frontalface_default.xml")),
-            upper=cv2.CascadeClassifier(str(root / "haarcascade_upperbody.xml")),
-        )
-    return _DETECTORS
-
-
-def detect_person(image: Image.Image) -> Box | None:
-    """Bounding box of the people in an RGB image (union of detections), or None.
-
-    Faces are grown to head-and-shoulders, since a crop that keeps only the face
-    would still cut the person.
-    """
-    d = _cv2_detectors()
-    cv2 = d["cv2"]
-    boxes: list[tuple[float, float, float, float]] = []
-    # Most specific detector first: faces, then upper bodies, then whole people (HOG),
-    # since the looser detectors fire on background clutter more often. Haar cascades
-    # are scale-sensitive, so faces get two tries at different working sizes.
-    for max_side in (640, 448):
-        scale = min(1.0, max_side / max(image.size))
-        small = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
-        gray = cv2.cvtColor(np.asarray(small), cv2.COLOR_RGB2GRAY)
-        h, w = gray.shape
-        min_face = max(12, min(w, h) // 20)
-        for x, y, fw, fh in d["face"].detectMultiScale(gray, 1.05, 4, minSize=(min_face, min_face)):
-            boxes.append((x - 0.6 * fw, y - 0.4 * fh, x + 1.6 * fw, y + 2.6 * fh))
-        if boxes:
-            break
-    if not boxes:
-        for x, y, bw, bh in d["upper"].detectMultiScale(gray, 1.1, 4, minSize=(max(24, w // 6), max(24, h // 6))):
-            boxes.append((x, y, x + bw, y + bh))
-    if not boxes and w >= 64 and h >= 128:
-        rects, weights = d["hog"].detectMultiScale(gray, winStride=(8, 8), padding=(8, 8), scale=1.05)
-        for (x, y, bw, bh), wt in zip(rects, np.ravel(weights) if len(rects) else []):
-            if wt > 0.8:
-                boxes.append((x, y, x + bw, y + bh))
-    if not boxes:
-        return None
-    x0 = max(0.0, min(b[0] for b in boxes)) / scale
-    y0 = max(0.0, min(b[1] for b in boxes)) / scale
-    x1 = min(float(w), max(b[2] for b in boxes)) / scale
-    y1 = min(float(h), max(b[3] for b in boxes)) / scale
-    return int(x0), int(y0), int(math.ceil(x1)), int(math.ceil(y1))
-
-
 def crop_box(width: int, height: int, aspect: float, person: Box | None) -> Box:
     """Largest crop of the given aspect (w/h) that keeps the person; centred on them.
 
@@ -153,26 +89,6 @@ def crop_box(width: int, height: int, aspect: float, person: Box | None) -> Box:
 
 
 # ---------------------------------------------------------------- pixels
-
-
-def load_rgb(path: Path, min_size: tuple[int, int] | None = None) -> Image.Image:
-    """Decode a photo to upright 8-bit RGB, whatever its mode (CMYK, L, RGBA, 16-bit, palette)."""
-    with Image.open(path) as im:
-        if min_size and im.format == "JPEG":
-            # Decode at a reduced scale straight from the DCT when the photo is much bigger.
-            im.draft("RGB", (min_size[0] * 2, min_size[1] * 2))
-        im = ImageOps.exif_transpose(im)
-        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-            arr = np.asarray(im, dtype=np.float64)
-            peak = 65535.0 if arr.max() > 255 else 255.0
-            im = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-        if im.mode == "P" and "transparency" in im.info:
-            im = im.convert("RGBA")
-        if im.mode in ("RGBA", "LA", "PA", "RGBa"):
-            im = im.convert("RGBA")
-            canvas = Image.new("RGBA", im.size, (255, 255, 255, 255))
-            im = Image.alpha_composite(canvas, im)
-        return im.convert("RGB")
 
 
 def process_image(path: Path, cfg: DataConfig, buckets: list[tuple[int, int]]) -> tuple[Image.Image, dict]:

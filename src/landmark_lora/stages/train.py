@@ -38,9 +38,10 @@ import torch
 
 from landmark_lora import fsutil, logs
 from landmark_lora.artifacts import Layout, TrainReport, data_version
-from landmark_lora.config import Params, load_params
+from landmark_lora.config import Params, load_params, parse_overrides
 from landmark_lora.diffusion import trainer
 from landmark_lora.diffusion.checkpoints import run_key
+from landmark_lora.env import apply_offline_defaults
 log = logs.get_logger(__name__)
 
 
@@ -236,11 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args(argv)
-    from landmark_lora.cli import _overrides
-
     logs.setup(0)  # this process is not started through the CLI: log like it (rank 0 only)
-    params = load_params(args.params, _overrides(args.overrides))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    apply_offline_defaults()
+    params = load_params(args.params, parse_overrides(args.overrides))
     run_training(params)
     return 0
 

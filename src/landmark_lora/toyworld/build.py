@@ -109,7 +109,7 @@ def tokenizer_corpus() -> list[str]:
     landmark names and description words tokenize into whole words (their embeddings stay untrained)."""
     from landmark_lora.catalogue import load_catalogue
     from landmark_lora.config import CaptionConfig
-    from landmark_lora.stages.sample_data import POSES
+    from landmark_lora.synthetic.person import POSES
     from landmark_lora.toyworld.world import PLACES
 
     words = CaptionConfig()

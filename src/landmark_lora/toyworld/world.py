@@ -23,16 +23,9 @@ from PIL import Image
 
 from landmark_lora.catalogue import ANGLES, SHOTS
 from landmark_lora.config import CaptionConfig, SampleDataConfig
-from landmark_lora.stages.sample_data import (
-    POSES,
-    Canvas,
-    compose_photo,
-    draw_background,
-    mix,
-    shade,
-    skyline,
-    waves,
-)
+from landmark_lora.synthetic.canvas import Canvas, draw_background, mix, shade, skyline, waves
+from landmark_lora.synthetic.person import POSES
+from landmark_lora.synthetic.photo import compose_photo
 
 RGB = tuple[int, int, int]
 

@@ -13,7 +13,6 @@ needs when it fails: what is wrong and how to fix it.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ PHOTO_SUITE = "raw_photos"
 LANDMARK_SUITE = "raw_landmarks"
 DOCS_SITE = "validation"
 FORMATS = ("JPEG", "PNG", "WEBP")
-# Pillow modes preprocess.load_rgb turns into 8-bit RGB; float ("F") and exotic modes are not.
+# Pillow modes imaging.load_rgb turns into 8-bit RGB; float ("F") and exotic modes are not.
 MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr", "I", "I;16", "I;16B", "I;16L")
 
 
@@ -46,7 +45,9 @@ class Check:
 
 def gx() -> Any:
     """great_expectations, imported on first use (~3 s) with its usage analytics off."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    from landmark_lora.env import apply_offline_defaults
+
+    apply_offline_defaults()  # GX reads its analytics switch at import
     import great_expectations as gx
 
     return gx

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import unicodedata
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
-from landmark_lora import rawtable
+from landmark_lora import fsutil, rawtable
 from landmark_lora.catalogue import UNSPECIFIED
 
 PHOTO_COLUMNS = (
@@ -31,11 +30,6 @@ PHOTO_COLUMNS = (
     "width", "height", "aspect_ratio", "format", "mode", "bytes", "sha256", "recorded_sha256",
 )
 LANDMARK_COLUMNS = ("landmark", "photos", "unspecified_shot_fraction")
-
-
-def _nfc(text: str) -> str:
-    # macOS writes NFD file names; the table is NFC. Match in NFC.
-    return unicodedata.normalize("NFC", text)
 
 
 def _inspect(path: Path) -> dict[str, Any]:
@@ -81,7 +75,7 @@ def _disk_files(raw_dir: Path) -> dict[str, str]:
             rel = path.relative_to(raw_dir)
             # Hidden names: ingest's .partial- temp files, .DS_Store and the like.
             if path.is_file() and not any(part.startswith(".") for part in rel.parts):
-                found[_nfc(rel.as_posix())] = rel.as_posix()
+                found[fsutil.nfc(rel.as_posix())] = rel.as_posix()
     return found
 
 
@@ -95,7 +89,7 @@ def build_photo_table(raw_dir: Path) -> pd.DataFrame:
     raw_dir = Path(raw_dir)
     rows = rawtable.read_rows(raw_dir)
     on_disk = _disk_files(raw_dir)
-    listed = {_nfc(r["file"]) for r in rows}
+    listed = {fsutil.nfc(r["file"]) for r in rows}
 
     records: list[dict[str, Any]] = []
     for r in rows:
@@ -104,7 +98,7 @@ def build_photo_table(raw_dir: Path) -> pd.DataFrame:
             "path": r["file"], "landmark": r["landmark"], "shot": r["shot"], "angle": r["angle"],
             "pose": pose or None,  # blank pose = no label at all (ingest writes 'unspecified')
             "in_metadata": True, "recorded_sha256": r["sha256"] or None,
-            "_disk": raw_dir / on_disk.get(_nfc(r["file"]), r["file"]),
+            "_disk": raw_dir / on_disk.get(fsutil.nfc(r["file"]), r["file"]),
         })
     for key, rel in on_disk.items():
         if key not in listed:

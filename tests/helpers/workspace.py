@@ -1,6 +1,6 @@
 """A user's clone in a temp folder, for the end-to-end tests (tests/test_pipeline.py, tests/flows/):
 
-    from workspace import build_workspace
+    from tests.helpers.workspace import build_workspace
     ws = build_workspace(tmp / "ws")                                   # fast params, two landmarks
     ws = build_workspace(tmp / "ws", {"train": {"checkpoint_every": 100}}, landmarks=None)  # all five
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # the checkout these helpers live in
 
 # Two landmarks instead of five: the same pipeline, a third of the photos.
 TEST_LANDMARKS = ("gyeongbokgung", "haeundae_beach")

@@ -1,8 +1,8 @@
 """Training throughput benchmark (never a timed test).
 
-    make bench                                 # = python -m landmark_lora.bench
-    python -m landmark_lora.bench --steps 60 --repeats 5 --resolution 64   # steadier, one size
-    python -m landmark_lora.bench --gpu        # + SD 1.5-size UNet at 512 px, bf16 (needs CUDA)
+    make bench                          # = python -m tools.bench (from the repository root)
+    python -m tools.bench --steps 60 --repeats 5 --resolution 64   # steadier, one size
+    python -m tools.bench --gpu         # + SD 1.5-size UNet at 512 px, bf16 (needs CUDA)
 
 CPU part: builds a throwaway workspace (sample data -> ingest -> preprocess -> cache latents),
 then trains the tiny config in two modes, each run in its own process so peak memory is its
@@ -28,7 +28,10 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+from landmark_lora.env import apply_offline_defaults, venv_env
+
+# A dev tool of the checkout: results go to its reports/ and docs/ (the installed package never writes there).
+REPO = Path(__file__).resolve().parents[1]
 
 
 def machine() -> str:
@@ -60,9 +63,9 @@ def prepare_workspace(root: Path, steps: int, resolution: int = 64) -> None:
     from landmark_lora.catalogue import load_catalogue
     from landmark_lora.config import parse_params
     from landmark_lora.stages.cache_latents import cache_latents
-    from landmark_lora.stages.ingest import ingest
+    from landmark_lora.ops.ingest import ingest
     from landmark_lora.stages.preprocess import preprocess
-    from landmark_lora.stages.sample_data import render_sample_set
+    from landmark_lora.synthetic.render import render_sample_set
 
     params = parse_params(_bench_params(steps, resolution))
     cat = load_catalogue()
@@ -112,9 +115,10 @@ def cpu_benchmark(steps: int, resolution: int = 64, repeats: int = 3) -> dict:
             runs: dict[str, list[dict]] = {"cached": [], "uncached": []}
             for i in range(repeats):
                 for mode in ("cached", "uncached") if i % 2 == 0 else ("uncached", "cached"):
-                    out = subprocess.run([sys.executable, "-m", "landmark_lora.bench", "--inner", mode, "--steps",
+                    # This file as a script: the child runs in the temp workspace, not the repository root.
+                    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--inner", mode, "--steps",
                                           str(steps), "--resolution", str(resolution)], capture_output=True,
-                                         text=True, check=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+                                         text=True, check=True, env=venv_env())
                     runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
         finally:
             os.chdir(REPO)
@@ -138,6 +142,14 @@ SD15_UNET = dict(
     up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
 )
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0}
+
+
+def _train_step(model, opt, x, t, text) -> None:
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = model(x, t, text).sample.float().pow(2).mean()
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
 
 
 def gpu_benchmark(batches=(8, 16), steps: int = 20, compile_: bool = True) -> list[dict]:
@@ -165,15 +177,8 @@ def gpu_benchmark(batches=(8, 16), steps: int = 20, compile_: bool = True) -> li
         text = torch.randn(batch, 77, 768, device="cuda", dtype=torch.bfloat16)
         t = torch.randint(0, 1000, (batch,), device="cuda")
 
-        def step():
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss = model(x, t, text).sample.float().pow(2).mean()
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
         for _ in range(3):
-            step()
+            _train_step(model, opt, x, t, text)
         with FlopCounterMode(display=False) as counter:
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 loss = unet(x, t, text).sample.float().pow(2).mean()
@@ -184,13 +189,14 @@ def gpu_benchmark(batches=(8, 16), steps: int = 20, compile_: bool = True) -> li
         torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
         for _ in range(steps):
-            step()
+            _train_step(model, opt, x, t, text)
         torch.cuda.synchronize()
         per_step = (time.perf_counter() - start) / steps
         achieved = flops / per_step / 1e12
         rows.append({
             "gpu": name, "batch": batch, "images_per_sec": round(batch / per_step, 2),
-            "seconds_per_step": round(per_step, 4), "peak_vram_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+            "seconds_per_step": round(per_step, 4),
+            "peak_vram_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
             "tflops": round(achieved, 1), "mfu": round(achieved / peak, 3) if peak else None,
             "compile": compile_, "channels_last": True, "fused_adamw": True, "tf32": True,
         })
@@ -226,7 +232,8 @@ def _write_markdown(report: dict) -> None:
         f"Command: `{report['command']}` ({report['date']})  ",
         f"Tiny config, batch 4, {head['cached']['steps']} steps per run, median of {head['repeats']} runs per mode.",
         "",
-        "| data.resolution | mode | images/s (median) | s/step | peak RSS (MiB) | all runs, images/s | cached / uncached |",
+        "| data.resolution | mode | images/s (median) | s/step | peak RSS (MiB) | all runs, images/s "
+        "| cached / uncached |",
         "|---|---|---|---|---|---|---|",
     ]
     for res in report["cpu_by_resolution"]:
@@ -239,7 +246,8 @@ def _write_markdown(report: dict) -> None:
     rows += ["", f"**cached_over_uncached = {report['cached_over_uncached']}** at {head['resolution']} px "
                  f"(`reports/bench.json`); target >= 1.5: {verdict}."]
     if report.get("gpu"):
-        rows += ["", "| GPU | batch | images/s | s/step | peak VRAM (GiB) | TFLOPS | MFU |", "|---|---|---|---|---|---|---|"]
+        rows += ["", "| GPU | batch | images/s | s/step | peak VRAM (GiB) | TFLOPS | MFU |",
+                 "|---|---|---|---|---|---|---|"]
         rows += [f"| {g['gpu']} | {g['batch']} | {g['images_per_sec']} | {g['seconds_per_step']} | "
                  f"{g['peak_vram_gib']} | {g['tflops']} | {g['mfu']} |" for g in report["gpu"]]
     block = start + "\n" + "\n".join(rows) + "\n" + end
@@ -253,7 +261,7 @@ def _write_markdown(report: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m landmark_lora.bench")
+    parser = argparse.ArgumentParser(prog="python -m tools.bench")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--resolution", type=int, nargs="+", default=[64, 128, 256],
                         help="data.resolution values of the tiny config; the first is the headline")
@@ -262,11 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--inner", choices=("cached", "uncached"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    apply_offline_defaults()
     if args.inner:
         print(json.dumps(run_mode(args.inner == "cached", args.steps, args.resolution[0])))
         return 0
-    command = "python -m landmark_lora.bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m tools.bench " + " ".join(argv if argv is not None else sys.argv[1:])
     cpu = [cpu_benchmark(args.steps, res, args.repeats) for res in args.resolution]
     gpu = None
     if args.gpu:

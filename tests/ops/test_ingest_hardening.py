@@ -24,8 +24,8 @@ from test_ingest import CAT, G, N, Drop, assert_accounted, category, entries, re
 
 from landmark_lora import fsutil, rawtable
 from landmark_lora.config import ConfigError
-from landmark_lora.stages import ingest as ingest_mod
-from landmark_lora.stages.ingest import pending_photos
+from landmark_lora.ops import ingest as ingest_mod
+from landmark_lora.ops.ingest import pending_photos
 
 # ---------------------------------------------------------------- a real writer, mid-copy
 

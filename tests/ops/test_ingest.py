@@ -27,8 +27,8 @@ from PIL import Image
 from landmark_lora import rawtable
 from landmark_lora.catalogue import ANGLES, SHOTS, load_catalogue
 from landmark_lora.cli import main
-from landmark_lora.stages import ingest as ingest_mod
-from landmark_lora.stages.ingest import (
+from landmark_lora.ops import ingest as ingest_mod
+from landmark_lora.ops.ingest import (
     PARTIAL_PREFIX,
     REJECTION_COLUMNS,
     IngestError,

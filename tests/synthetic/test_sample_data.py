@@ -16,7 +16,9 @@ from PIL import Image
 
 from landmark_lora.catalogue import ANGLES, SHOTS, Landmark, load_catalogue
 from landmark_lora.config import SampleDataConfig
-from landmark_lora.stages.sample_data import POSES, render_photo, render_sample_set
+from landmark_lora.synthetic.person import POSES
+from landmark_lora.synthetic.photo import render_photo
+from landmark_lora.synthetic.render import render_sample_set
 
 CAT = load_catalogue()
 CFG = SampleDataConfig()  # the default 192 x 256 photos: the sizes the checks below are tuned on
@@ -102,7 +104,7 @@ def test_same_pixels_in_a_fresh_process_with_another_hash_seed() -> None:
     code = (
         "import hashlib; from landmark_lora.catalogue import load_catalogue;"
         "from landmark_lora.config import SampleDataConfig;"
-        "from landmark_lora.stages.sample_data import render_photo;"
+        "from landmark_lora.synthetic.photo import render_photo;"
         "im = render_photo(load_catalogue()['n_seoul_tower'], 'high_angle', 'wide', 'waving', 1, SampleDataConfig());"
         "print(hashlib.sha256(im.tobytes()).hexdigest())"
     )

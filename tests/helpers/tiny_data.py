@@ -1,10 +1,10 @@
 """A tiny processed dataset for smoke runs and tests, laid out exactly as `preprocess` writes it.
 
-    from landmark_lora.tiny_data import write_processed
+    from tests.helpers.tiny_data import write_processed
     write_processed(Path("."))     # data/processed/{train,val}/ with metadata.jsonl, two buckets
 
 Lets the later stages (cache_latents, train, evaluate, promote) run in seconds without the
-sample set, ingest and preprocess in front of them.
+sample set, ingest and preprocess in front of them. Used by the tests and by tools/infra_smoke.py.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ def write_processed(root: Path, n_train: int = 6, n_val: int = 2) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             base = np.linspace(0, 255, w * h * 3).reshape(h, w, 3)
             Image.fromarray((base * 0.5 + rng.integers(0, 120, (h, w, 3))).clip(0, 255).astype(np.uint8)).save(path)
-            recs.append({"file_name": name, "text": f"lmksnap snapshot photo, {shots[i % 2]} shot, in front of Gyeongbokgung",
+            caption = f"lmksnap snapshot photo, {shots[i % 2]} shot, in front of Gyeongbokgung"
+            recs.append({"file_name": name, "text": caption,
                          "landmark": "gyeongbokgung", "shot": shots[i % 2], "angle": "eye_level", "pose": "waving",
                          "width": w, "height": h, "sha256": f"{split}{i}", "raw_file": name, "person_box": False})
         meta = Path(root) / "data/processed" / split / "metadata.jsonl"

@@ -1,10 +1,10 @@
 """Infra smoke: the server deployment path, for real, on one machine with no Docker.
 
     make infra-smoke                                   # what CI runs (through `make test`)
-    .venv/bin/python -m landmark_lora.infra_smoke      # the same
-    .venv/bin/python -m landmark_lora.infra_smoke --keep          # keep the workspace and print where
-    LANDMARK_SMOKE_PG_ADMIN=postgresql://me@db.internal:5432/postgres  .venv/bin/python -m landmark_lora.infra_smoke
-    MLFLOW_BACKEND_URI=postgresql://me@db.internal:5432/mlflow_smoke   .venv/bin/python -m landmark_lora.infra_smoke
+    .venv/bin/python -m tools.infra_smoke              # the same, from the repository root
+    .venv/bin/python -m tools.infra_smoke --keep       # keep the workspace and print where
+    LANDMARK_SMOKE_PG_ADMIN=postgresql://me@db.internal:5432/postgres  .venv/bin/python -m tools.infra_smoke
+    MLFLOW_BACKEND_URI=postgresql://me@db.internal:5432/mlflow_smoke   .venv/bin/python -m tools.infra_smoke
 
 What runs, all on 127.0.0.1 and all torn down afterwards (also on failure or Ctrl-C):
 1. PostgreSQL: a throwaway database ``landmark_smoke_<random>`` created through
@@ -39,7 +39,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,14 +48,18 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+from landmark_lora.env import apply_offline_defaults
+from tests.helpers.ports import free_port
+from tests.helpers.tiny_data import write_processed
 
 DEFAULT_PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 PG_START_HINT = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 BUCKET = "landmark-mlflow"
 ADMIN_USER, TRAINER_USER = "admin", "trainer"
 REGISTERED_MODEL = "landmark-lora-smoke"
-ENTRYPOINT = Path(__file__).resolve().parents[2] / "infra" / "mlflow" / "entrypoint.sh"
+# A dev tool of the checkout: it starts the server with the checkout's own infra/ scripts.
+ENTRYPOINT = Path(__file__).resolve().parents[1] / "infra" / "mlflow" / "entrypoint.sh"
 CREATE_USER = ENTRYPOINT.with_name("create_user.py")
 # Dummy S3 credentials: moto accepts anything; they only have to look like the real variables.
 S3_ENV = {"AWS_ACCESS_KEY_ID": "smoke-access-key", "AWS_SECRET_ACCESS_KEY": "smoke-secret-key",
@@ -82,12 +85,6 @@ def check(condition: bool, what: str) -> None:
     if not condition:
         raise SmokeFailure(what)
     log(f"ok   {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, proc: subprocess.Popen, log_file: Path, timeout: float, what: str) -> None:
@@ -246,6 +243,7 @@ class Stack:
         if not ENTRYPOINT.exists():
             raise SmokeFailure(f"{ENTRYPOINT} is missing: run the smoke from a checkout of the repository")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "POSTGRES_"))}
+        apply_offline_defaults(env)  # MLFLOW_DISABLE_TELEMETRY went with the MLFLOW_* above
         env.update(S3_ENV)
         env.update({
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",  # this venv's mlflow
@@ -289,7 +287,8 @@ def create_user(stack: Stack) -> str:
     env = {**os.environ, "MLFLOW_TRACKING_URI": stack.mlflow_url, "MLFLOW_ADMIN_USER": ADMIN_USER,
            "MLFLOW_ADMIN_PASSWORD": stack.admin_password, "MLFLOW_TRAINER_USER": TRAINER_USER,
            "MLFLOW_TRAINER_PASSWORD": stack.trainer_password}
-    proc = subprocess.run([sys.executable, str(CREATE_USER)], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, str(CREATE_USER)], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:
         raise SmokeFailure(f"{CREATE_USER.name} exited {proc.returncode}: {output.strip()}")
@@ -326,6 +325,7 @@ def pipeline_env(stack: Stack, workspace: Path, planted_token: str) -> Iterator[
     for key in list(os.environ):
         if key.startswith(("AWS_", "MLFLOW_")):  # the client needs no S3 credentials: artifacts are proxied
             del os.environ[key]
+    apply_offline_defaults()  # MLFLOW_DISABLE_TELEMETRY back
     os.environ.update({
         "MLFLOW_TRACKING_URI": stack.mlflow_url,
         "MLFLOW_TRACKING_USERNAME": TRAINER_USER,
@@ -357,9 +357,7 @@ def run_smoke(workdir: Path, db: Database) -> None:
         # While the server migrates its databases: data and latents need no tracking server.
         from landmark_lora.stages.cache_latents import cache_latents
 
-        from landmark_lora.tiny_data import write_processed
-
-        write_processed(workspace)
+        write_processed(workspace)  # tests/helpers/tiny_data.py: data/processed/ in the layout preprocess writes
         with pipeline_env(stack, workspace, planted_token):
             params = smoke_params(stack)
             cache_latents(params)
@@ -495,11 +493,11 @@ def _client_env(stack: Stack) -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m landmark_lora.infra_smoke", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.infra_smoke", description=__doc__.split("\n")[0])
     parser.add_argument("--keep", action="store_true", help="keep the temporary workspace and logs")
     args = parser.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    apply_offline_defaults()
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # GitPython (via mlflow) stays quiet without git
     t0 = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="landmark-infra-smoke-"))
     try:

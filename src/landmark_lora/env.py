@@ -1,0 +1,50 @@
+"""The process environment the pipeline runs in: offline and quiet by default.
+
+    from landmark_lora.env import apply_offline_defaults, venv_env
+    apply_offline_defaults()                       # at an entry point: os.environ, setdefault only
+    subprocess.run(["dvc", "repro"], env=venv_env())   # a child that runs `landmark-lora ...`
+
+The one owner of these defaults: the CLI entry, the training entry point (torchrun / accelerate)
+and every subprocess env the package builds go through here. An explicit setting in the
+environment always wins (``HF_HUB_OFFLINE=0 landmark-lora train`` may download a base model).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import MutableMapping
+from pathlib import Path
+
+# No network at run time and no usage analytics. MLflow reads DO_NOT_TRACK only when it is the
+# string "true", so its own switch is set as well.
+OFFLINE_DEFAULTS: dict[str, str] = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "DO_NOT_TRACK": "1",
+    "GX_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
+
+
+def offline_defaults() -> dict[str, str]:
+    """A copy of the defaults (variable -> value), e.g. for a Dockerfile check or a test."""
+    return dict(OFFLINE_DEFAULTS)
+
+
+def apply_offline_defaults(env: MutableMapping[str, str] | None = None) -> MutableMapping[str, str]:
+    """Set each default in ``env`` (``os.environ`` when None) unless it is already set; returns ``env``."""
+    target: MutableMapping[str, str] = os.environ if env is None else env
+    for key, value in OFFLINE_DEFAULTS.items():
+        target.setdefault(key, value)
+    return target
+
+
+def venv_env() -> dict[str, str]:
+    """A copy of this environment with this interpreter's bin/ first on PATH (dvc.yaml's
+    `landmark-lora ...` commands resolve to this install) and the offline defaults applied."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    apply_offline_defaults(env)
+    return env
