@@ -255,7 +255,8 @@ def resume(session: Session, run_dir: Path) -> Start:
     state = json.loads((path / "state.json").read_text())
     session.accelerator.load_state(str(path))
     step = int(state["step"])
-    log.info("train: resuming from %s at step %d/%d", path, step, session.params.train.max_steps)
+    if session.main:  # logs.RankZeroFilter drops the others' INFO too; this holds under any logging set-up
+        log.info("train: resuming from %s at step %d/%d", path, step, session.params.train.max_steps)
     return Start(step, state.get("mlflow_run_id"), [row for row in state.get("curve", []) if row["step"] <= step])
 
 
