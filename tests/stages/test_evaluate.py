@@ -9,7 +9,7 @@ from PIL import Image
 from landmark_lora.catalogue import load_catalogue
 from landmark_lora.config import SampleDataConfig, parse_params
 from landmark_lora.metrics import NO_PERSON, background_consistency, background_similarity, classify_shot
-from landmark_lora.stages.evaluate import prompt_set
+from landmark_lora.scoring import prompt_set
 from landmark_lora.synthetic.photo import render_photo
 
 CAT = load_catalogue()

@@ -13,7 +13,7 @@ from sample_photos import render_small_set, write_processed_set
 
 from landmark_lora.classifier import calibrated_classifiers
 from landmark_lora.config import parse_params
-from landmark_lora.stages.evaluate import image_metrics
+from landmark_lora.scoring import image_metrics
 
 LANDMARKS = ("gyeongbokgung", "haeundae_beach", "n_seoul_tower")
 
@@ -107,7 +107,7 @@ def test_evaluate_reports_and_logs_base_vs_adapter_with_calibration(photos, tmp_
 
 def test_refused_metrics_are_none_and_their_calibration_still_shown(photos, tmp_path):
     """With a calibration bar no classifier can clear, the metrics are reported as skipped, not 0."""
-    from landmark_lora.stages.evaluate import classifier_report
+    from landmark_lora.scoring import classifier_report
 
     write_processed_set(tmp_path, photos)
     params = parse_params({"eval": {"min_calibration": 1.01}})

@@ -182,7 +182,7 @@ def test_base_fingerprint_follows_weights(tmp_path):
 
 def test_batch_plan_is_a_pure_function_of_step():
     from landmark_lora.diffusion.loss import Split
-    from landmark_lora.stages.train import BatchPlan
+    from landmark_lora.diffusion.trainer import BatchPlan
 
     entries = [{"width": (64, 72)[i % 3 == 0], "height": 64} for i in range(11)]
     plan_a = BatchPlan(Split(entries), per_rank=2, world=2, seed=3)

@@ -302,7 +302,7 @@ def test_only_the_broken_clauses_fail(broken_run):
         "aspect_ratio", "min_photos", "unspecified_shots", "required_landmarks",
     }
     # every clause of the contract is shown to bite (has_photos in test_empty_dataset_fails_cleanly)
-    from landmark_lora.stages.validate import _contract
+    from landmark_lora.validation.contract import contract as _contract
 
     assert failed | {"has_photos"} == {c.id for c in _contract(BROKEN_CFG, CAT, broken_run[0] / "raw")}
 

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,9 +110,3 @@ def encode_images(parts: Components, pixels: torch.Tensor) -> tuple[torch.Tensor
     dist = parts.vae.encode(pixels.to(parts.vae.device, parts.vae.dtype)).latent_dist
     return dist.mean * parts.vae_scale, dist.std * parts.vae_scale
 
-
-def read_split(processed: Path, split: str) -> list[dict]:
-    meta = Path(processed) / split / "metadata.jsonl"
-    if not meta.exists():
-        return []
-    return [json.loads(line) for line in meta.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -1,14 +1,15 @@
 """The latent cache on disk, read side: where it lives, how captions are keyed, and loading a split.
 
-    from landmark_lora.diffusion.latents import LATENTS_DIR, caption_key, load_latents
-    entries, tensors = load_latents(LATENTS_DIR, "val", base_fingerprint(base))   # refuses another base's latents
+    from landmark_lora.diffusion.latents import caption_key, load_latents
+    # refuses latents another base made
+    entries, tensors = load_latents(Layout.of(params).latents, "val", base_fingerprint(base))
     text = tensors[caption_key(entries[0]["text"])]
 
 The cache_latents stage writes it (``landmark-lora cache-latents``); train and evaluate read it:
 - ``<dir>/{train,val}.safetensors``: ``<i>.mean`` / ``<i>.std`` (the scaled VAE posterior of image i)
   and ``text.<sha16>`` (CLIP hidden states of each distinct caption; ``text.empty`` for dropout);
-- ``<dir>/index.json``: the base model, its fingerprint, the VAE scaling factor and per split the
-  metadata.jsonl entries plus ``index`` and ``text_key``.
+- ``<dir>/index.json`` (``Layout.latents_index``): the base model, its fingerprint, the VAE scaling
+  factor and per split the metadata.jsonl entries plus ``index`` and ``text_key``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-LATENTS_DIR = Path("data/latents")
-INDEX_NAME = "index.json"
+INDEX_NAME = "index.json"  # artifacts.Layout.latents_index names the same file for the stages
 
 
 def split_file(out_dir: Path, split: str) -> Path:

@@ -1,8 +1,8 @@
 """The denoising loss on latents: training's per-step loss and the held-out eval loss.
 
-    from landmark_lora.diffusion.latents import LATENTS_DIR, load_latents
+    from landmark_lora.diffusion.latents import load_latents
     from landmark_lora.diffusion.loss import Encoder, Split, evaluate_loss
-    entries, tensors = load_latents(LATENTS_DIR, "val", base_fingerprint(base))
+    entries, tensors = load_latents(Layout.of(params).latents, "val", base_fingerprint(base))
     enc = Encoder(Split(entries, tensors=tensors), parts, torch.device("cpu"), torch.float32, text_lora=False)
     evaluate_loss(unet, scheduler, enc, timesteps=(100, 500, 900), seed=0)   # {"eval_loss": ..., "eval_loss_t100": ...}
 
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from landmark_lora.artifacts import Layout, read_records
 from landmark_lora.diffusion.components import encode_images, encode_prompts, image_to_tensor, token_ids
 from landmark_lora.diffusion.latents import caption_key
 
@@ -37,6 +38,11 @@ class Split:
     def __post_init__(self) -> None:
         for i, e in enumerate(self.entries):
             self.buckets.setdefault((e["width"], e["height"]), []).append(i)
+
+    @classmethod
+    def from_records(cls, layout: Layout, split: str) -> Split:
+        """The processed split's images, encoded on demand (``train.cached_latents: false``)."""
+        return cls([r.to_json() for r in read_records(layout, split)], image_dir=layout.split_dir(split))
 
 
 class Encoder:
