@@ -179,11 +179,11 @@ def _check_validated(layout: Layout) -> None:
         raise ValueError(f"{report} says the dataset contract is broken; fix the data and run `landmark-lora validate`")
 
 
-def _raw_rows(params: Params, layout: Layout, catalogue: dict[str, Landmark]) -> list[dict]:
+def _raw_rows(layout: Layout, catalogue: dict[str, Landmark]) -> list[dict]:
     """The raw table's rows, checked: some photos, every landmark in the catalogue."""
     rows = rawtable.read_rows(layout.raw)
     if not rows:
-        raise ValueError(f"{layout.raw_table}: no photos; add some to {params.paths.incoming}/ and run `landmark-lora ingest`")
+        raise ValueError(f"{layout.raw_table}: no photos; add some to {layout.incoming}/ and run `landmark-lora ingest`")
     unknown = sorted({r["landmark"] for r in rows} - set(catalogue))
     if unknown:
         raise ValueError(f"{layout.raw_table}: landmark(s) {unknown} are not in the catalogue")
@@ -213,7 +213,7 @@ def preprocess(params: Params, catalogue: dict[str, Landmark]) -> PreprocessSumm
     cfg, layout = params.data, Layout.of(params)
     layout.preprocess_cache.mkdir(parents=True, exist_ok=True)
     _check_validated(layout)
-    rows = _raw_rows(params, layout, catalogue)
+    rows = _raw_rows(layout, catalogue)
     captions = check_captions(params, catalogue, rows)  # a label past the token limit fails here, before any work
 
     buckets = bucket_sizes(cfg)
