@@ -18,6 +18,8 @@ from landmark_lora.artifacts import (
     write_records,
 )
 from landmark_lora.config import load_params
+from landmark_lora.locking import lock_path
+from landmark_lora.tracking import data_version as tracking_data_version
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,6 +60,27 @@ def test_layout_follows_params_paths(tmp_path):
     assert layout.metadata("val") == tmp_path / "proc" / "val" / "metadata.jsonl"
     assert layout.latents_index == tmp_path / "lat" / "index.json"
     assert layout.raw_dvc == tmp_path / "photos.dvc"
+
+
+def test_ingest_files_and_the_lock_follow_params_paths(tmp_path):
+    params = load_params(REPO / "params.yaml")
+    data = params.model_dump()
+    data["paths"].update(incoming=str(tmp_path / "drop"), raw=str(tmp_path / "d" / "photos"),
+                         quarantine=str(tmp_path / "q"), cache=str(tmp_path / "c"))
+    params = type(params).model_validate(data)
+    layout = Layout.of(params)
+    assert layout.raw_table == tmp_path / "d" / "photos" / "metadata.csv"
+    assert layout.rejections_csv == tmp_path / "q" / "rejections.csv"
+    assert layout.incoming_manifest == tmp_path / "drop" / "metadata.csv"
+    assert layout.manifest_archive == tmp_path / "d" / "manifests"
+    assert lock_path(params) == layout.lock == tmp_path / "c" / "retrain.lock"
+
+
+def test_one_data_hash_whoever_asks(tmp_path):
+    layout = _layout(tmp_path, processed=tmp_path / "proc")
+    write_records(layout, "val", [_record()])
+    assert Layout.of_processed(tmp_path / "proc").metadata("val") == layout.metadata("val")
+    assert tracking_data_version(tmp_path / "proc") == data_version(layout)
 
 
 def test_records_round_trip_and_set_the_data_version(tmp_path):

@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from landmark_lora import fsutil
-from landmark_lora.config import Params
+from landmark_lora.config import Params, PathsConfig
+from landmark_lora.labels import MANIFEST
 
 SPLITS = ("train", "val")
 ADAPTER_DIR = "adapter"
 ADAPTER_WEIGHTS = "pytorch_lora_weights.safetensors"
 RAW_TABLE = "metadata.csv"
+REJECTIONS = "rejections.csv"
 METADATA = "metadata.jsonl"
 LOCK = "retrain.lock"
 
@@ -52,10 +54,32 @@ class Layout:
                    processed=Path(p.processed), latents=Path(p.latents), reports=Path(p.reports),
                    cache=Path(p.cache), models=Path(params.model.dir))
 
+    @classmethod
+    def of_processed(cls, processed: str | Path) -> Layout:
+        """The default layout with ``processed`` moved there: for helpers handed only that folder
+        (``classifier.calibrated_classifiers(processed, ...)``); its other paths are the defaults."""
+        return cls.of(Params(paths=PathsConfig(processed=Path(processed))))
+
+    # --- the drop folder (the sample renderer or a person -> ingest)
+    @property
+    def incoming_manifest(self) -> Path:
+        """The labels manifest beside the dropped photos (``landmark_lora.labels``)."""
+        return self.incoming / MANIFEST
+
+    @property
+    def manifest_archive(self) -> Path:
+        """Where ingest keeps each fully used labels manifest, beside the raw folder (``data/manifests``)."""
+        return self.raw.parent / "manifests"
+
     # --- raw data (ingest -> validate, preprocess)
     @property
     def raw_table(self) -> Path:
         return self.raw / RAW_TABLE
+
+    @property
+    def rejections_csv(self) -> Path:
+        """Ingest's record of every rejected file and why (``data/quarantine/rejections.csv``)."""
+        return self.quarantine / REJECTIONS
 
     @property
     def raw_dvc(self) -> Path:

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from landmark_lora.artifacts import Layout
 from landmark_lora.catalogue import Landmark, render_caption
-from landmark_lora.config import CaptionConfig, ModelConfig
+from landmark_lora.config import CaptionConfig, ModelConfig, Params
 
 LABELLED = ("landmark", "shot", "angle", "pose")
 
@@ -113,13 +114,13 @@ class CaptionFit:
                 "descriptions_cut": self.descriptions_cut, "cut_examples": self.cut_examples}
 
 
-def check_captions(params: Any, catalogue: dict[str, Landmark], rows: list[dict]) -> dict[str, Any]:
+def check_captions(params: Params, catalogue: dict[str, Landmark], rows: list[dict]) -> dict[str, Any]:
     """Check every raw-table row's caption with ``model.base``'s tokenizer; the report for preprocess.json.
 
     Raises CaptionTooLongError naming the first photo whose labelled field would be cut.
     """
     fit = CaptionFit(load_base_tokenizer(params.model))
-    raw = Path(params.paths.raw)
+    raw = Layout.of(params).raw
     for row in rows:
         fit.check(str(raw / row["file"]), params.caption, catalogue[row["landmark"]], row["shot"], row["angle"],
                   row["pose"], row.get("caption") or "")

@@ -33,6 +33,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from landmark_lora.artifacts import Layout, ProcessedRecord, read_records
+
 UNSPECIFIED = "unspecified"
 WORK = (28, 36)  # (width, height) every photo is reduced to: generated images and photos alike
 BORDER = (14, 18)  # the background map's size
@@ -281,30 +283,19 @@ class Calibrated:
         return self.status == COMPUTED and self.classifier is not None
 
 
-def _read_split(processed: Path, split: str) -> tuple[list[Blocks], list[dict]]:
-    """Feature blocks and metadata of every photo of a split (the photos themselves are not kept:
+def _read_split(processed: Path, split: str) -> tuple[list[Blocks], list[ProcessedRecord]]:
+    """Feature blocks and records of every photo of a split (the photos themselves are not kept:
     a real dataset of 512 px photos would not fit in memory)."""
-    import json
-
-    meta = Path(processed) / split / "metadata.jsonl"
-    if not meta.exists():
-        return [], []
-    blocks, recs = [], []
-    for n, line in enumerate(meta.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            path = Path(processed) / split / rec["file_name"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{meta}:{n}: not a preprocess record with a file_name ({exc}); "
-                             "rerun `dvc repro preprocess`") from exc
+    layout = Layout.of_processed(processed)
+    meta = layout.metadata(split)
+    blocks, recs = [], read_records(layout, split)
+    for n, rec in enumerate(recs, 1):
+        path = layout.split_dir(split) / rec.file_name
         try:
             with Image.open(path) as im:
                 blocks.append(photo_blocks(im.convert("RGB")))
         except OSError as exc:
             raise FileNotFoundError(f"{meta}:{n}: cannot open {path} ({exc}); rerun `dvc repro preprocess`") from exc
-        recs.append(rec)
     return blocks, recs
 
 
@@ -319,11 +310,11 @@ def calibrated_classifiers(processed: Path, min_calibration: float, min_photos: 
     out: dict[str, Calibrated] = {}
     for task in tasks:
         try:
-            clf = fit_label_classifier(task, train_blocks, [r.get(task, UNSPECIFIED) for r in train_recs])
+            clf = fit_label_classifier(task, train_blocks, [getattr(r, task, UNSPECIFIED) for r in train_recs])
         except NotClassifiable as exc:
             out[task] = Calibrated(task, f"skipped: {exc}")
             continue
-        acc = clf.calibrate(val_blocks, [r.get(task, UNSPECIFIED) for r in val_recs])
+        acc = clf.calibrate(val_blocks, [getattr(r, task, UNSPECIFIED) for r in val_recs])
         if clf.calibration_photos < min_photos:
             status = (f"skipped: only {clf.calibration_photos} val photo(s) with a {task} label to calibrate on "
                       f"(eval.min_calibration_photos: {min_photos})")

@@ -35,11 +35,11 @@ def exif_orientation(im: Image.Image) -> int:
 
 def load_rgb(path: Path, min_size: tuple[int, int] | None = None) -> Image.Image:
     """Decode a photo to upright 8-bit RGB, whatever its mode (CMYK, L, RGBA, 16-bit, palette)."""
-    with Image.open(path) as im:
-        if min_size and im.format == "JPEG":
+    with Image.open(path) as opened:
+        if min_size and opened.format == "JPEG":
             # Decode at a reduced scale straight from the DCT when the photo is much bigger.
-            im.draft("RGB", (min_size[0] * 2, min_size[1] * 2))
-        im = ImageOps.exif_transpose(im)
+            opened.draft("RGB", (min_size[0] * 2, min_size[1] * 2))
+        im: Image.Image = ImageOps.exif_transpose(opened)
         if im.mode in ("I;16", "I;16B", "I;16L", "I"):
             arr = np.asarray(im, dtype=np.float64)
             peak = 65535.0 if arr.max() > 255 else 255.0

@@ -33,7 +33,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-LOCK_NAME = "retrain.lock"  # under paths.cache
+from landmark_lora.artifacts import LOCK, Layout
+
+LOCK_NAME = LOCK  # under paths.cache (Layout.lock); kept under this name for callers
 WAIT_ENV = "LANDMARK_LORA_LOCK_WAIT_S"
 
 # Lock files this call chain holds (resolved paths). A ContextVar, not a global: Prefect runs a
@@ -110,8 +112,8 @@ def lock_holder(path: Path) -> str:
 
 
 def lock_path(params) -> Path:
-    """The workspace's pipeline lock: ``<paths.cache>/retrain.lock``."""
-    return Path(params.paths.cache) / LOCK_NAME
+    """The workspace's pipeline lock: ``Layout.of(params).lock`` (``<paths.cache>/retrain.lock``)."""
+    return Layout.of(params).lock
 
 
 def default_wait_s() -> float:

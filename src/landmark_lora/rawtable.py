@@ -12,8 +12,10 @@ the table with ``read_rows``, not a plain CSV reader.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from landmark_lora import fsutil
+from landmark_lora.artifacts import RAW_TABLE
 
 COLUMNS = (
     "file",
@@ -33,11 +35,12 @@ COLUMNS = (
     "seq",
     "ingested_at",
 )
-TABLE_NAME = "metadata.csv"
+TABLE_NAME = RAW_TABLE  # the name Layout.raw_table uses; kept under this name for callers
 INT_COLUMNS = ("bytes", "width", "height", "exif_orientation", "seq")
 
 
 def table_path(raw_dir: str | Path) -> Path:
+    """``<raw_dir>/metadata.csv``: ``Layout.of(params).raw_table`` for a raw folder given alone."""
     return Path(raw_dir) / TABLE_NAME
 
 
@@ -50,8 +53,9 @@ def read_rows(raw_dir: str | Path) -> list[dict]:
     missing = [c for c in COLUMNS if c not in fieldnames]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; it should have {', '.join(COLUMNS)}")
-    rows = []
-    for lineno, row in enumerate(found, start=2):
+    rows: list[dict] = []
+    for lineno, cells in enumerate(found, start=2):
+        row: dict[str, Any] = cells  # ints parsed in place below
         for col in INT_COLUMNS:
             try:
                 row[col] = int(row[col])

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from landmark_lora import artifacts
+from landmark_lora.artifacts import Layout
 from landmark_lora.config import MlflowConfig, Params, flatten
 
 _SECRET_KEY = re.compile(r"(pass(word)?|secret|token|api[_-]?key|credential|private[_-]?key|auth)", re.I)
@@ -133,23 +135,17 @@ def dvc_data_hashes(lock: Path = Path("dvc.lock")) -> dict[str, str]:
     return hashes
 
 
-def data_version(processed_dir: Path) -> str:
-    """Short content hash of the processed training data (metadata of both splits)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for split in ("train", "val"):
-        meta = Path(processed_dir) / split / "metadata.jsonl"
-        if meta.exists():
-            h.update(meta.read_bytes())
-    return h.hexdigest()[:12]
+def data_version(processed_dir: str | Path) -> str:
+    """``artifacts.data_version`` (the one data hash) for callers that pass the processed folder;
+    with params at hand use ``artifacts.data_version(Layout.of(params))``."""
+    return artifacts.data_version(Layout.of_processed(processed_dir))
 
 
 def run_tags(params: Params, extra: dict[str, str] | None = None) -> dict[str, str]:
     tags = {
         "git_sha": git_sha(),
         "base_model": params.model.base,
-        "data_version": data_version(params.paths.processed),
+        "data_version": artifacts.data_version(Layout.of(params)),
     }
     for path, md5 in dvc_data_hashes().items():
         tags[f"dvc.{path}"] = md5

@@ -41,17 +41,19 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from landmark_lora import fsutil, rawtable
+from landmark_lora.artifacts import REJECTIONS, Layout
 from landmark_lora.catalogue import Landmark
 from landmark_lora.config import IngestConfig, Params
 from landmark_lora.fsutil import nfc
 from landmark_lora.labels import MANIFEST
 from landmark_lora.locking import locked
+from landmark_lora.logs import get_logger
 from landmark_lora.ops.ingest_checks import (
     PARTIAL_PREFIX,
     REJECTION_COLUMNS,
-    REJECTIONS,
     Changed,
     IngestError,
     PhotoFacts,
@@ -73,6 +75,8 @@ __all__ = ["BATCH", "PARTIAL_PREFIX", "REJECTIONS", "REJECTION_COLUMNS", "Ingest
            "ingest", "inspect_photo", "pending_photos"]
 
 BATCH = 64  # files copied before one atomic record + removal round
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -133,10 +137,11 @@ def _progress(items: list, enabled: bool):
 class _Run:
     """One run's state: the tables as read, the batch not yet recorded, the files that stay."""
 
-    def __init__(self, incoming: Path, raw: Path, quarantine: Path, report: IngestReport) -> None:
-        self.incoming, self.raw, self.quarantine, self.report = incoming, raw, quarantine, report
-        self.table = rawtable.read_rows(raw)
-        self.rejections = read_rejections(quarantine)
+    def __init__(self, layout: Layout, report: IngestReport) -> None:
+        self.layout, self.report = layout, report
+        self.incoming, self.raw, self.quarantine = layout.incoming, layout.raw, layout.quarantine
+        self.table = rawtable.read_rows(self.raw)
+        self.rejections = read_rejections(layout.rejections_csv)
         self.by_sha = {r["sha256"]: r for r in self.table}
         self.recorded_rejects = {(r["file"], r["quarantined_as"]) for r in self.rejections}
         self.recorded_rows = {(r["file"], r["reason"]) for r in self.rejections if not r["quarantined_as"]}
@@ -151,12 +156,14 @@ class _Run:
 
     def commit(self) -> None:
         """Record the batch (raw table, rejections), then remove its originals from incoming."""
+        log.debug("ingest: recording %d row(s), %d rejection(s); removing %d original(s)",
+                  len(self.pending_rows), len(self.pending_rejects), len(self.pending_remove))
         if self.pending_rows:
             self.table.extend(self.pending_rows)
             rawtable.write_rows(self.raw, self.table)
         if self.pending_rejects:
             self.rejections.extend(self.pending_rejects)
-            write_rejections(self.quarantine, self.rejections)
+            write_rejections(self.layout.rejections_csv, self.rejections)
         _crash_hook("recorded")
         for src, look in self.pending_remove:
             again = lstat_or_none(src)
@@ -182,7 +189,7 @@ class _Run:
             with open_checked(src, look) as fh:  # lets a rerun recognise the copy an interrupted run made
                 sha = fsutil.sha256_fh(fh)
         base = real_folders(self.quarantine, rel)
-        if base == self.quarantine / REJECTIONS:  # a dropped rejections.csv must not become the table
+        if base == self.layout.rejections_csv:  # a dropped rejections.csv must not become the table
             base = base.with_name(f"_{REJECTIONS}")
         dest, already = dest_for(base, src, sha, self.taken)
         if not already:
@@ -277,7 +284,7 @@ class _Run:
             copy_verified(src, dest, facts.sha256, look)
         _crash_hook("copied")
         self.taken.add(dest)
-        row = {
+        row: dict[str, Any] = {
             "file": dest.relative_to(self.raw).as_posix(),
             "landmark": slug,
             "shot": labels.get("shot", "unspecified"),
@@ -306,12 +313,12 @@ class _Run:
 def ingest(params: Params, catalogue: dict[str, Landmark], progress: bool | None = None) -> IngestReport:
     """Move every file in ``paths.incoming`` into raw or quarantine. Idempotent and crash-safe.
     Files still arriving (see the module docstring) stay in incoming for the next run."""
-    cfg, paths = params.ingest, params.paths
-    incoming, raw, quarantine = Path(paths.incoming), Path(paths.raw), Path(paths.quarantine)
+    cfg, layout = params.ingest, Layout.of(params)
+    incoming = layout.incoming
     incoming.mkdir(parents=True, exist_ok=True)
-    remove_partials(raw, quarantine)
+    remove_partials(layout.raw, layout.quarantine)
     report = IngestReport(min_age_s=cfg.min_age_s)
-    run = _Run(incoming, raw, quarantine, report)
+    run = _Run(layout, report)
     drop = look_around(incoming, run.known_sources, cfg.min_age_s)
     report.hidden, run.left = drop.hidden, drop.left
     manifest = drop.manifest
@@ -346,14 +353,13 @@ def ingest(params: Params, catalogue: dict[str, Landmark], progress: bool | None
     report.left = sorted(safe_name(rel) for rel in left_rels) + ([MANIFEST] if drop.manifest_busy else [])
     report.manifest_waiting = waiting
     if not waiting and not drop.manifest_busy:
-        report.manifest_archived_as = _archive_manifest(incoming, raw.parent / "manifests", run.now)
+        report.manifest_archived_as = _archive_manifest(layout.incoming_manifest, layout.manifest_archive, run.now)
     _remove_empty_dirs(incoming, catalogue)
     return report
 
 
-def _archive_manifest(incoming: Path, archive: Path, now: str) -> str | None:
+def _archive_manifest(src: Path, archive: Path, now: str) -> str | None:
     """Every row of metadata.csv has been used or rejected: keep it for the record, out of the drop folder."""
-    src = incoming / MANIFEST
     if not src.is_file() or src.is_symlink():
         return None
     stamp = now.replace(":", "").replace("+0000", "Z")

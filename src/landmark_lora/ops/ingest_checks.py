@@ -27,11 +27,11 @@ from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
-from landmark_lora import fsutil, rawtable
+from landmark_lora import fsutil
+from landmark_lora.artifacts import RAW_TABLE, REJECTIONS
 from landmark_lora.config import IngestConfig
 from landmark_lora.imaging import exif_orientation
 
-REJECTIONS = "rejections.csv"
 REJECTION_COLUMNS = ("file", "reason", "quarantined_as", "rejected_at")
 PARTIAL_PREFIX = ".partial-"  # our temp copies: every run deletes them
 # Names that downloaders, editors and office programs use while a file is being written.
@@ -272,15 +272,15 @@ def copy_verified(src: Path, dest: Path, sha: str | None, look: os.stat_result |
     fsutil.fsync_dir(dest.parent)
 
 
-def read_rejections(quarantine: Path) -> list[dict]:
-    path = quarantine / REJECTIONS
+def read_rejections(path: Path) -> list[dict]:
+    """The rows of ``Layout.rejections_csv``; [] before the first rejection."""
     if not path.exists():
         return []
     return fsutil.read_csv_rows(path)[1]  # formula-safe cells back to what was written
 
 
-def write_rejections(quarantine: Path, rows: list[dict]) -> None:
-    fsutil.write_csv_atomic(quarantine / REJECTIONS, REJECTION_COLUMNS, rows)
+def write_rejections(path: Path, rows: list[dict]) -> None:
+    fsutil.write_csv_atomic(path, REJECTION_COLUMNS, rows)
 
 
 def remove_partials(*roots: Path) -> None:
@@ -291,7 +291,7 @@ def remove_partials(*roots: Path) -> None:
                 if p.is_symlink() or p.is_file():  # not a user's folder that shares the prefix
                     p.unlink(missing_ok=True)
             # The atomic writer's temp file of a table, left by a kill -9 mid-write (never read).
-            for name in (rawtable.TABLE_NAME, REJECTIONS):
+            for name in (RAW_TABLE, REJECTIONS):
                 for p in root.glob(f".{name}.*.tmp"):
                     if p.is_file() and not p.is_symlink():
                         p.unlink(missing_ok=True)

@@ -35,10 +35,14 @@ from pathlib import Path
 from PIL import Image
 
 from landmark_lora import fsutil, rawtable
+from landmark_lora.artifacts import SPLITS, Layout, ProcessedRecord, write_records
 from landmark_lora.caption_fit import check_captions
 from landmark_lora.catalogue import Landmark, render_caption
 from landmark_lora.config import DataConfig, Params
 from landmark_lora.imaging import Box, detect_person, exif_orientation, load_rgb
+from landmark_lora.logs import get_logger
+
+log = get_logger(__name__)
 
 # Bump when the pixel pipeline changes: it invalidates every cached crop.
 PIPELINE_VERSION = "1"
@@ -169,50 +173,61 @@ def _read_cache(cached_img: Path, cached_meta: Path) -> dict | None:
     return facts
 
 
-def _check_validated(reports: Path) -> None:
-    report = reports / "validation.json"
+def _check_validated(layout: Layout) -> None:
+    report = layout.validation_json
     if report.exists() and not json.loads(report.read_text(encoding="utf-8")).get("success", False):
         raise ValueError(f"{report} says the dataset contract is broken; fix the data and run `landmark-lora validate`")
 
 
-def preprocess(params: Params, catalogue: dict[str, Landmark]) -> PreprocessSummary:
-    cfg, paths = params.data, params.paths
-    raw, out_dir = Path(paths.raw), Path(paths.processed)
-    cache = Path(paths.cache) / "preprocess"
-    cache.mkdir(parents=True, exist_ok=True)
-    _check_validated(Path(paths.reports))
-    rows = rawtable.read_rows(raw)
+def _raw_rows(layout: Layout, catalogue: dict[str, Landmark]) -> list[dict]:
+    """The raw table's rows, checked: some photos, every landmark in the catalogue."""
+    rows = rawtable.read_rows(layout.raw)
     if not rows:
-        raise ValueError(f"{rawtable.table_path(raw)}: no photos; add some to {paths.incoming}/ and run `landmark-lora ingest`")
+        raise ValueError(f"{layout.raw_table}: no photos; add some to {layout.incoming}/ and run `landmark-lora ingest`")
     unknown = sorted({r["landmark"] for r in rows} - set(catalogue))
     if unknown:
-        raise ValueError(f"{rawtable.table_path(raw)}: landmark(s) {unknown} are not in the catalogue")
+        raise ValueError(f"{layout.raw_table}: landmark(s) {unknown} are not in the catalogue")
+    return rows
+
+
+def _cached_crop(row: dict, layout: Layout, cfg: DataConfig, buckets: list[tuple[int, int]],
+                 summary: PreprocessSummary) -> tuple[Path, dict]:
+    """The photo's crop in the cache (made now on a miss) and its crop facts."""
+    key = cache_key(row["sha256"], cfg)
+    cached_img = layout.preprocess_cache / f"{key}.{cfg.image_format}"
+    cached_meta = layout.preprocess_cache / f"{key}.json"
+    cached = _read_cache(cached_img, cached_meta)
+    if cached is not None:
+        summary.cache_hits += 1
+        return cached_img, cached
+    log.debug("preprocess: cache miss for %s", row["file"])
+    image, facts = process_image(layout.raw / row["file"], cfg, buckets)
+    with fsutil.atomic_path(cached_img) as tmp:
+        image.save(tmp, format="PNG" if cfg.image_format == "png" else "JPEG", quality=95)
+    fsutil.write_json_atomic(cached_meta, facts, newline=False)  # image first: facts present => image complete
+    summary.cache_misses += 1
+    return cached_img, facts
+
+
+def preprocess(params: Params, catalogue: dict[str, Landmark]) -> PreprocessSummary:
+    cfg, layout = params.data, Layout.of(params)
+    layout.preprocess_cache.mkdir(parents=True, exist_ok=True)
+    _check_validated(layout)
+    rows = _raw_rows(layout, catalogue)
     captions = check_captions(params, catalogue, rows)  # a label past the token limit fails here, before any work
 
     buckets = bucket_sizes(cfg)
     splits = assign_splits(rows, cfg.val_fraction)
-    summary = PreprocessSummary(out_dir=out_dir, captions=captions)
-    for split in ("train", "val"):
-        shutil.rmtree(out_dir / split, ignore_errors=True)  # a DVC output: rebuilt whole, from the cache
-    records: dict[str, list[dict]] = {"train": [], "val": []}
+    summary = PreprocessSummary(out_dir=layout.processed, captions=captions)
+    for split in SPLITS:
+        shutil.rmtree(layout.split_dir(split), ignore_errors=True)  # a DVC output: rebuilt whole, from the cache
+    records: dict[str, list[ProcessedRecord]] = {split: [] for split in SPLITS}
 
     for row in rows:
-        key = cache_key(row["sha256"], cfg)
-        cached_img, cached_meta = cache / f"{key}.{cfg.image_format}", cache / f"{key}.json"
-        cached = _read_cache(cached_img, cached_meta)
-        if cached is not None:
-            facts = cached
-            summary.cache_hits += 1
-        else:
-            image, facts = process_image(raw / row["file"], cfg, buckets)
-            with fsutil.atomic_path(cached_img) as tmp:
-                image.save(tmp, format="PNG" if cfg.image_format == "png" else "JPEG", quality=95)
-            fsutil.write_json_atomic(cached_meta, facts, newline=False)  # image first: facts present => image complete
-            summary.cache_misses += 1
-
+        cached_img, facts = _cached_crop(row, layout, cfg, buckets, summary)
         split = splits[row["file"]]
         name = f"{row['landmark']}/{row['sha256'][:16]}.{cfg.image_format}"
-        dest = out_dir / split / name
+        dest = layout.split_dir(split) / name
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(cached_img, dest)
         caption = render_caption(
@@ -220,41 +235,29 @@ def preprocess(params: Params, catalogue: dict[str, Landmark]) -> PreprocessSumm
         )
         dest.with_suffix(".txt").write_text(caption + "\n", encoding="utf-8")
         width, height = facts["bucket"]
-        records[split].append(
-            {
-                "file_name": name,
-                "text": caption,
-                "landmark": row["landmark"],
-                "shot": row["shot"],
-                "angle": row["angle"],
-                "pose": row["pose"],
-                "width": width,
-                "height": height,
-                "sha256": row["sha256"],
-                "raw_file": row["file"],
-                "person_box": facts["person"] is not None,
-            }
-        )
+        records[split].append(ProcessedRecord(
+            file_name=name, text=caption, landmark=row["landmark"], shot=row["shot"], angle=row["angle"],
+            pose=row["pose"], width=width, height=height, sha256=row["sha256"], raw_file=row["file"],
+            person_box=facts["person"] is not None,
+        ))
         summary.buckets[f"{width}x{height}"] = summary.buckets.get(f"{width}x{height}", 0) + 1
         summary.person_found += facts["person"] is not None
 
     for split, recs in records.items():
-        (out_dir / split).mkdir(parents=True, exist_ok=True)
-        with (out_dir / split / "metadata.jsonl").open("w", encoding="utf-8") as fh:
-            for rec in recs:
-                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        write_records(layout, split, recs)
         summary.counts[split] = len(recs)
-    _write_report(Path(paths.reports) / "preprocess.json", records, summary)
+    _write_report(layout.preprocess_json, records, summary)
+    log.debug("preprocess: wrote %s and %s", layout.metadata("train"), layout.preprocess_json)
     return summary
 
 
-def _write_report(path: Path, records: dict[str, list[dict]], summary: PreprocessSummary) -> None:
+def _write_report(path: Path, records: dict[str, list[ProcessedRecord]], summary: PreprocessSummary) -> None:
     per_split: dict[str, dict[str, dict[str, int]]] = {}
     for split, recs in records.items():
         table: dict[str, dict[str, int]] = {}
         for rec in recs:
-            table.setdefault(rec["landmark"], {}).setdefault(rec["shot"], 0)
-            table[rec["landmark"]][rec["shot"]] += 1
+            table.setdefault(rec.landmark, {}).setdefault(rec.shot, 0)
+            table[rec.landmark][rec.shot] += 1
         per_split[split] = table
     path.parent.mkdir(parents=True, exist_ok=True)
     report = {
