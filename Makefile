@@ -30,7 +30,7 @@ run: install
 	$(BIN)/landmark-lora run
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: install
 	$(BIN)/python -m landmark_lora.bench
