@@ -35,7 +35,7 @@ run: install
 	$(BIN)/landmark-lora run
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # Rules and the modules mypy checks are in pyproject.toml ([tool.ruff], [tool.mypy]). Reports only
 # for now (the `-` keeps make going): fixes land module by module, then the dashes go.

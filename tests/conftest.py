@@ -4,12 +4,15 @@
         params = make_params(tmp_path, ingest={"min_side": 32})   # every paths.* under tmp_path
         make_photo(params.paths.incoming / "gyeongbokgung" / "a.jpg", (80, 96), seed=1)
 
-Nothing here is autouse and nothing changes the working directory.
+Nothing here is autouse and nothing changes the working directory. ``checkout_tiny_base`` is
+the one fixture with a side effect: it builds models/base-tiny in the checkout (git-ignored, the
+same folder and bytes `landmark-lora` builds there), so every end-to-end workspace copies it.
 """
 
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,14 @@ import pytest
 from PIL import Image
 
 from landmark_lora.config import Params, parse_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+# `make test` runs two pytest-xdist workers on two cores: one OpenMP thread per process, or the
+# two torch processes' threads wait on each other at every barrier (several times slower).
+# Subprocesses (dvc stages, the CLI) inherit it; a value the caller set is kept.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # paths.<key> -> location under the test root (mirrors the repository layout)
 PATH_LAYOUT = {
@@ -44,6 +55,18 @@ def build_params(root: str | Path, **overrides: Any) -> Params:
         else:
             raw[section] = values
     return parse_params(raw, source="test params")
+
+
+@pytest.fixture(scope="session")
+def checkout_tiny_base() -> Path:
+    """models/base-tiny of the checkout, built once (later sessions reuse it; a stale one is rebuilt).
+
+    build_workspace (tests/workspace.py) copies it into each workspace, whose pipeline then finds
+    it instead of building its own (~10 s of torch per workspace). Safe under pytest-xdist: the
+    build lands in a temp folder and is renamed into place, and a loser of the race reuses it."""
+    from landmark_lora.diffusion.base import ensure_base_model
+
+    return Path(ensure_base_model("tiny", REPO / "models"))
 
 
 @pytest.fixture

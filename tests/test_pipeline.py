@@ -25,8 +25,9 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def clone(tmp_path_factory) -> Path:
-    """A copy of the committed and working-tree files, as a user's clone would have them."""
+def clone(tmp_path_factory, checkout_tiny_base) -> Path:
+    """A copy of the committed and working-tree files, as a user's clone would have them (plus
+    models/base-tiny, as a clone that ran before has it: tests/conftest.py builds it once)."""
     return build_workspace(tmp_path_factory.mktemp("clone") / "ws", PARAMS, landmarks=None)
 
 

@@ -55,8 +55,9 @@ def _latest_artifact(key: str = "retrain-report") -> str:
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory, mlflow_server):
-    """A workspace whose every MLflow call (flow and dvc subprocess alike) goes to the server."""
+def ws(tmp_path_factory, mlflow_server, checkout_tiny_base):
+    """A workspace whose every MLflow call (flow and dvc subprocess alike) goes to the server
+    (models/base-tiny copied in: tests/conftest.py builds it once per checkout)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", mlflow_server)
         root = build_workspace(tmp_path_factory.mktemp("retrain") / "ws")
