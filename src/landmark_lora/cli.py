@@ -26,6 +26,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from landmark_lora.artifacts import Layout
 from landmark_lora.config import ConfigError, Params, load_params, parse_overrides
 from landmark_lora.env import apply_offline_defaults
 from landmark_lora.exitcodes import EXIT_BUSY, EXIT_CONTRACT, EXIT_TEMPFAIL, EXIT_USAGE
@@ -97,7 +98,8 @@ def cmd_evaluate(params: Params, args: argparse.Namespace) -> int:
     print(f"evaluate: eval_loss {m['eval_loss']:.4f} (base {m['base']['eval_loss']:.4f}), background_consistency "
           f"{m['background_consistency']:.3f} (base {m['base']['background_consistency']:.3f}), shot_agreement "
           f"{m['shot_agreement']:.2f} (base {m['base']['shot_agreement']:.2f}), clip_score: "
-          f"{m['clip_score'] if m['clip_score'] is not None else m['clip_score_status']} -> {params.paths.reports}/eval.json")
+          f"{m['clip_score'] if m['clip_score'] is not None else m['clip_score_status']} "
+          f"-> {Layout.of(params).eval_json}")
     for name in ("landmark_accuracy", "angle_accuracy", "pose_accuracy"):
         if m.get(name) is not None:
             print(f"  {name} {m[name]:.2f} (base {m['base'][name]:.2f}; "
@@ -120,7 +122,7 @@ def cmd_promote(params: Params, args: argparse.Namespace) -> int:
     report = promote(params, force=args.force)
     print(f"promote: {report['decision']} version {report['challenger']['version']}: {report['reason']}\n"
           f"  champion: version {report['champion']} of '{report['registered_model']}' "
-          f"({params.paths.reports}/promotion.json)")
+          f"({Layout.of(params).promotion_json})")
     return 0
 
 
@@ -165,7 +167,8 @@ def cmd_run(params: Params, args: argparse.Namespace) -> int:
     retrain = load_retrain_flow()
     state = retrain(force=args.force, min_new_photos=args.min_new_photos, workdir=".", params_path=args.params,
                     sample_if_empty=not args.no_sample, if_busy=args.if_busy, return_state=True)
-    return print_outcome(state, "run", f"{params.paths.reports}/retrain.md, {params.paths.cache}/retrain/dvc-repro.log")
+    layout = Layout.of(params)
+    return print_outcome(state, "run", f"{layout.retrain_md}, {layout.repro_log}")
 
 
 def _need_prefect_server(command: str) -> str | None:

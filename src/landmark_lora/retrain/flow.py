@@ -31,6 +31,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import deployment, flow_run
 from prefect.tasks import exponential_backoff
 
+from landmark_lora.artifacts import Layout
 from landmark_lora.config import load_params
 from landmark_lora.locking import LockBusy, lock_path, pipeline_lock
 from landmark_lora.registry import champion_version
@@ -82,9 +83,11 @@ def ingest_task(params_path: str) -> IngestSummary:
 
 @task(name="dvc-repro", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=30),
       retry_jitter_factor=0.2, retry_condition_fn=retry_if_transient)
-def dvc_repro(workdir: str, flow_run_id: str | None) -> ReproResult:
-    """The whole DVC pipeline, as DVC decides (only stale stages run)."""
-    return run_dvc_repro(Path(workdir), flow_run_id)
+def dvc_repro(workdir: str, flow_run_id: str | None, params_path: str | None = None) -> ReproResult:
+    """The whole DVC pipeline, as DVC decides (only stale stages run). Its full output goes to
+    ``Layout.repro_log`` of ``params_path`` (relative to ``workdir``; default: the default layout)."""
+    layout = Layout.of(load_params(Path(workdir) / params_path)) if params_path else None
+    return run_dvc_repro(Path(workdir), flow_run_id, layout=layout)
 
 
 @task(name="promote", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=10),
@@ -122,7 +125,7 @@ def _retrain_locked(params_path: str, root: Path, force: bool, min_new_photos: i
     champion_before = champion_version(params)
     fr_id = outcome.flow_run_id
     try:
-        repro = dvc_repro(str(root), fr_id)
+        repro = dvc_repro(str(root), fr_id, params_path)
     except StageFailed as err:
         if not err.transient:
             close_orphans(params, fr_id, keep=None)
