@@ -17,7 +17,9 @@
     landmark-lora build-base toyworld --out models/base-toyworld   # retrain the shipped toy-world base
 
 Every command takes ``--params PATH`` (default ./params.yaml) and ``--set key=value``
-overrides (e.g. ``--set data.resolution=128``).
+overrides (e.g. ``--set data.resolution=128``); ``-v`` (debug lines) and ``-q`` (warnings and
+errors only) go before the command: ``landmark-lora -v preprocess``, ``landmark-lora -q run``.
+This module owns the terminal: it sets up logging once, and prints each command's result.
 """
 
 from __future__ import annotations
@@ -26,11 +28,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from landmark_lora import logs
 from landmark_lora.artifacts import Layout
 from landmark_lora.config import ConfigError, Params, load_params, parse_overrides
 from landmark_lora.env import apply_offline_defaults
 from landmark_lora.exitcodes import EXIT_BUSY, EXIT_CONTRACT, EXIT_TEMPFAIL, EXIT_USAGE
 from landmark_lora.locking import LockBusy
+
+log = logs.get_logger(__name__)
 
 
 def _catalogue(params: Params):
@@ -43,6 +48,7 @@ def cmd_sample_data(params: Params, args: argparse.Namespace) -> int:
     from landmark_lora.synthetic.render import render_sample_set
 
     out = Path(args.out) if args.out else params.paths.incoming
+    log.info("sample-data: rendering the synthetic photo set into %s/ ...", out)
     n = render_sample_set(out, _catalogue(params), params.sample_data)
     print(f"sample-data: rendered {n} labelled photos into {out}/ (labels in {out}/metadata.csv)")
     return 0
@@ -160,7 +166,7 @@ def cmd_run(params: Params, args: argparse.Namespace) -> int:
     from landmark_lora.retrain.report import print_outcome
 
     try:  # migrated database, generous timeout, one retry: a busy machine must not stop the run
-        ensure_prefect_api("landmark-lora run", log=print)
+        ensure_prefect_api("landmark-lora run")
     except PrefectStartupError as err:
         print(err, file=sys.stderr)
         return EXIT_TEMPFAIL
@@ -238,10 +244,8 @@ def cmd_watch(params: Params, args: argparse.Namespace) -> int:
 
 
 def cmd_build_base(params: Params, args: argparse.Namespace) -> int:
-    from landmark_lora import logs
     from landmark_lora.toyworld.build import RECIPE, build, compare_with_shipped
 
-    logs.setup(0)  # the build logs its progress at INFO (landmark_lora.toyworld.*)
     report = build(RECIPE, Path(args.out), Path(args.work))
     same = compare_with_shipped(Path(args.out))
     print(f"build-base: {args.out} (VAE held-out PSNR {report['vae_heldout_psnr_db']} dB, UNet loss "
@@ -256,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="landmark-lora", description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug lines too (before the command)")
+    parser.add_argument("-q", "--quiet", action="count", default=0,
+                        help="warnings and errors only (before the command)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="main job: the Prefect flow `retrain` once (ingest, dvc repro, promote)")
@@ -315,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     apply_offline_defaults()  # offline and quiet; an explicit setting in the environment wins
     args = build_parser().parse_args(argv)
+    logs.setup(args.verbose - args.quiet)  # the one set-up: modules only log
+    log.debug("landmark-lora %s: params %s, overrides %s", args.command, args.params, args.overrides or "none")
     try:
         params = load_params(args.params, parse_overrides(args.overrides))
         return args.func(params, args)

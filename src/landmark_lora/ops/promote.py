@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from landmark_lora import fsutil, registry
 from landmark_lora.artifacts import EvalReport, Layout, TrainReport, data_version
 from landmark_lora.config import Params
 from landmark_lora.locking import locked
+from landmark_lora.logs import get_logger
 from landmark_lora.ops.promote_rules import Decision, decide, finite, sanity_gates
 from landmark_lora.registry import (
     CHALLENGER,
@@ -38,6 +40,8 @@ from landmark_lora.registry import (
     run_versions,
     version_metrics,
 )
+
+_log = get_logger(__name__)
 
 
 class PromotionError(RuntimeError):
@@ -129,7 +133,7 @@ _DECISION_TAGS = ("promotion_decision", "promotion_reason", "previous_champion",
 
 
 @locked("landmark-lora promote")
-def promote(params: Params, force: bool = False, log=print) -> dict:
+def promote(params: Params, force: bool = False, log: Callable[[str], None] = _log.info) -> dict:
     """Register the last training run's adapter as challenger and judge it; all or nothing.
 
     The one promote path (CLI `landmark-lora promote` and the flow). Under the pipeline lock.

@@ -15,11 +15,13 @@ from __future__ import annotations
 import html
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from landmark_lora import fsutil
 from landmark_lora.artifacts import Layout
+from landmark_lora.retrain.errors import say
 from landmark_lora.retrain.report_data import THUMB_PX, collect
 
 # What each metric means, in words; a metric not listed here is still shown.
@@ -374,7 +376,7 @@ def render_html(outcome: dict, data: dict) -> str:
             f"<body><main>{''.join(body)}</main>{_SCRIPT}</body></html>\n")
 
 
-def write_html_report(outcome: dict, params, log=print, log_mlflow: bool = True) -> Path:
+def write_html_report(outcome: dict, params, log: Callable[[str], None] = say, log_mlflow: bool = True) -> Path:
     """Write reports/retrain.html; log it to the run's MLflow artifacts when there is a run (best effort)."""
     layout = Layout.of(params)
     ingest = (outcome.get("photos") or {}).get("ingest")
