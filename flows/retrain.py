@@ -36,12 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-sample", action="store_true", help="do not render the sample set into an empty workspace")
     parser.add_argument("--if-busy", choices=["wait", "skip"], default="wait")
     args = parser.parse_args(argv)
+    from landmark_lora import logs
     from landmark_lora.exitcodes import EXIT_TEMPFAIL
     from landmark_lora.retrain.prefect_api import PrefectStartupError, ensure_prefect_api
     from landmark_lora.retrain.report import print_outcome
 
+    logs.setup(0)  # an entry point like the CLI: the steps' lines on stdout (and in the run's Prefect logs)
     try:  # the same robust start as `landmark-lora run`
-        ensure_prefect_api("python flows/retrain.py", log=print)
+        ensure_prefect_api("python flows/retrain.py")
     except PrefectStartupError as err:
         print(err, file=sys.stderr)
         return EXIT_TEMPFAIL

@@ -7,13 +7,15 @@ Layers, top to bottom (README, "Repository map"; docs/architecture.md):
     domain modules           catalogue, diffusion, synthetic, tracking, registry, serving, ...
     config and file helpers  config, artifacts, fsutil, locking, rawtable, logs, ...
 A module may import from its own layer or below, never above; nothing imports cli; no stage imports
-another stage; no module imports another module's _private name; and there are no import cycles.
-Every import counts, including the lazy ones inside functions.
+another stage; ops never import a stage and no stage imports ops; no module imports another module's
+_private name; and there are no import cycles. Every import counts, including the lazy ones inside
+functions. The files stages hand on are named in artifacts.py alone (Layout and its typed readers).
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -104,6 +106,68 @@ def test_nothing_imports_cli_and_no_stage_imports_a_stage():
             wrong += [f"{m} imports stage {d}" for d in deps
                       if _top(d) == "stages" and d != "landmark_lora.stages" and d != m]
     assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_ops_and_stages_do_not_import_each_other():
+    """Both sit in one layer and share only what lies below (scoring, registry, artifacts, ...)."""
+    wrong = [f"{m} imports {d}" for m, deps in _graph().items() for d in deps
+             if {_top(m), _top(d)} == {"ops", "stages"}]
+    assert not wrong, "move what both need into a domain module:\n" + "\n".join(sorted(wrong))
+
+
+# The files one stage hands on to another: spelled in artifacts.py only (Layout, typed readers).
+HANDED_ON = ("metadata.jsonl", "train.json", "eval.json", "promotion.json", "rejections.csv", "retrain.md",
+             "retrain.json", "retrain.html", "dvc-repro.log", "pytorch_lora_weights.safetensors")
+# A literal that is such a file name, or a path ending in one ("reports/eval.json", f"{dir}/eval.json").
+_HANDED_ON_PATH = re.compile(r"(?:^|[/\\])(?:" + "|".join(map(re.escape, HANDED_ON)) + r")$")
+# Where a name may be spelled besides artifacts.py, and why.
+HANDED_ON_ELSEWHERE = {
+    ("diffusion/lora_export.py", "pytorch_lora_weights.safetensors"): "diffusers' own LORA_WEIGHT_NAME_SAFE",
+    ("stages/evaluate.py", "eval.json"): "the MLflow artifact path of the metrics (eval/eval.json), not a file here",
+}
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    ids = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant):
+            ids.add(id(body[0].value))
+    return ids
+
+
+def handed_on_literals(source: str) -> list[tuple[int, str]]:
+    """(line, literal) for each string literal in code, f-string pieces included, that names a handed-on
+    file as a path; docstrings and prose that merely mention one ("see eval.json") do not count."""
+    tree = ast.parse(source)
+    docs = _docstrings(tree)
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs
+            and _HANDED_ON_PATH.search(node.value.strip())]
+
+
+def test_handed_on_files_are_named_only_in_artifacts():
+    wrong = []
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG).as_posix()
+        if rel == "artifacts.py":
+            continue
+        for line, literal in handed_on_literals(path.read_text(encoding="utf-8")):
+            name = _HANDED_ON_PATH.search(literal.strip()).group(0).lstrip("/\\")
+            if (rel, name) not in HANDED_ON_ELSEWHERE:
+                wrong.append(f"src/landmark_lora/{rel}:{line}: {literal!r}")
+    assert not wrong, ("ask artifacts.Layout for these paths (layout.eval_json, layout.metadata(split), ...) and read "
+                       "them with its typed readers:\n" + "\n".join(wrong))
+
+
+def test_the_handed_on_check_bites():
+    """A stage that builds the path itself is caught; a message that mentions the file is not."""
+    caught = handed_on_literals('from pathlib import Path\nx = Path(reports) / "eval.json"\n'
+                                'y = f"{reports}/promotion.json"\nz = Path("data/processed/train/metadata.jsonl")\n')
+    assert [line for line, _ in caught] == [2, 3, 4]
+    assert not handed_on_literals('"""Reads reports/eval.json."""\nmsg = "latest in rejections.csv"\n'
+                                  'log.info("wrote %s", path)  # eval.json\n')
 
 
 def test_no_private_names_cross_modules():

@@ -19,7 +19,6 @@ from landmark_lora.artifacts import (
 )
 from landmark_lora.config import load_params
 from landmark_lora.locking import lock_path
-from landmark_lora.tracking import data_version as tracking_data_version
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,7 +79,7 @@ def test_one_data_hash_whoever_asks(tmp_path):
     layout = _layout(tmp_path, processed=tmp_path / "proc")
     write_records(layout, "val", [_record()])
     assert Layout.of_processed(tmp_path / "proc").metadata("val") == layout.metadata("val")
-    assert tracking_data_version(tmp_path / "proc") == data_version(layout)
+    assert data_version(Layout.of_processed(tmp_path / "proc")) == data_version(layout)
 
 
 def test_records_round_trip_and_set_the_data_version(tmp_path):

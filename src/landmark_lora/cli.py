@@ -17,7 +17,9 @@
     landmark-lora build-base toyworld --out models/base-toyworld   # retrain the shipped toy-world base
 
 Every command takes ``--params PATH`` (default ./params.yaml) and ``--set key=value``
-overrides (e.g. ``--set data.resolution=128``).
+overrides (e.g. ``--set data.resolution=128``); ``-v`` (debug lines) and ``-q`` (warnings and
+errors only) go before the command: ``landmark-lora -v preprocess``, ``landmark-lora -q run``.
+This module owns the terminal: it sets up logging once, and prints each command's result.
 """
 
 from __future__ import annotations
@@ -26,10 +28,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from landmark_lora import logs
+from landmark_lora.artifacts import Layout
 from landmark_lora.config import ConfigError, Params, load_params, parse_overrides
 from landmark_lora.env import apply_offline_defaults
 from landmark_lora.exitcodes import EXIT_BUSY, EXIT_CONTRACT, EXIT_TEMPFAIL, EXIT_USAGE
 from landmark_lora.locking import LockBusy
+
+log = logs.get_logger(__name__)
 
 
 def _catalogue(params: Params):
@@ -42,6 +48,7 @@ def cmd_sample_data(params: Params, args: argparse.Namespace) -> int:
     from landmark_lora.synthetic.render import render_sample_set
 
     out = Path(args.out) if args.out else params.paths.incoming
+    log.info("sample-data: rendering the synthetic photo set into %s/ ...", out)
     n = render_sample_set(out, _catalogue(params), params.sample_data)
     print(f"sample-data: rendered {n} labelled photos into {out}/ (labels in {out}/metadata.csv)")
     return 0
@@ -97,7 +104,8 @@ def cmd_evaluate(params: Params, args: argparse.Namespace) -> int:
     print(f"evaluate: eval_loss {m['eval_loss']:.4f} (base {m['base']['eval_loss']:.4f}), background_consistency "
           f"{m['background_consistency']:.3f} (base {m['base']['background_consistency']:.3f}), shot_agreement "
           f"{m['shot_agreement']:.2f} (base {m['base']['shot_agreement']:.2f}), clip_score: "
-          f"{m['clip_score'] if m['clip_score'] is not None else m['clip_score_status']} -> {params.paths.reports}/eval.json")
+          f"{m['clip_score'] if m['clip_score'] is not None else m['clip_score_status']} "
+          f"-> {Layout.of(params).eval_json}")
     for name in ("landmark_accuracy", "angle_accuracy", "pose_accuracy"):
         if m.get(name) is not None:
             print(f"  {name} {m[name]:.2f} (base {m['base'][name]:.2f}; "
@@ -120,7 +128,7 @@ def cmd_promote(params: Params, args: argparse.Namespace) -> int:
     report = promote(params, force=args.force)
     print(f"promote: {report['decision']} version {report['challenger']['version']}: {report['reason']}\n"
           f"  champion: version {report['champion']} of '{report['registered_model']}' "
-          f"({params.paths.reports}/promotion.json)")
+          f"({Layout.of(params).promotion_json})")
     return 0
 
 
@@ -158,14 +166,15 @@ def cmd_run(params: Params, args: argparse.Namespace) -> int:
     from landmark_lora.retrain.report import print_outcome
 
     try:  # migrated database, generous timeout, one retry: a busy machine must not stop the run
-        ensure_prefect_api("landmark-lora run", log=print)
+        ensure_prefect_api("landmark-lora run")
     except PrefectStartupError as err:
         print(err, file=sys.stderr)
         return EXIT_TEMPFAIL
     retrain = load_retrain_flow()
     state = retrain(force=args.force, min_new_photos=args.min_new_photos, workdir=".", params_path=args.params,
                     sample_if_empty=not args.no_sample, if_busy=args.if_busy, return_state=True)
-    return print_outcome(state, "run", f"{params.paths.reports}/retrain.md, {params.paths.cache}/retrain/dvc-repro.log")
+    layout = Layout.of(params)
+    return print_outcome(state, "run", f"{layout.retrain_md}, {layout.repro_log}")
 
 
 def _need_prefect_server(command: str) -> str | None:
@@ -235,10 +244,8 @@ def cmd_watch(params: Params, args: argparse.Namespace) -> int:
 
 
 def cmd_build_base(params: Params, args: argparse.Namespace) -> int:
-    from landmark_lora import logs
     from landmark_lora.toyworld.build import RECIPE, build, compare_with_shipped
 
-    logs.setup(0)  # the build logs its progress at INFO (landmark_lora.toyworld.*)
     report = build(RECIPE, Path(args.out), Path(args.work))
     same = compare_with_shipped(Path(args.out))
     print(f"build-base: {args.out} (VAE held-out PSNR {report['vae_heldout_psnr_db']} dB, UNet loss "
@@ -253,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="landmark-lora", description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="debug lines too (before the command)")
+    parser.add_argument("-q", "--quiet", action="count", default=0,
+                        help="warnings and errors only (before the command)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="main job: the Prefect flow `retrain` once (ingest, dvc repro, promote)")
@@ -312,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     apply_offline_defaults()  # offline and quiet; an explicit setting in the environment wins
     args = build_parser().parse_args(argv)
+    logs.setup(args.verbose - args.quiet)  # the one set-up: modules only log
+    log.debug("landmark-lora %s: params %s, overrides %s", args.command, args.params, args.overrides or "none")
     try:
         params = load_params(args.params, parse_overrides(args.overrides))
         return args.func(params, args)

@@ -8,8 +8,10 @@
     landmark-lora -v preprocess               # DEBUG
     landmark-lora -q run                      # warnings and errors only
 
-Modules log; only ``cli`` configures handlers (``setup(verbosity)``). Prefect captures the
-``landmark_lora`` logger inside flows (PREFECT_LOGGING_EXTRA_LOGGERS), so flow runs show the same lines.
+Modules log; only ``cli`` configures handlers (``setup(verbosity)``; entry points started without it,
+the training launcher and the toy-world build, call it themselves). Inside a flow run the retrain flow
+sends the ``landmark_lora`` lines to the run's Prefect logs too (retrain.flow.capture_package_logs), at
+INFO even with ``-q``: -q quietens the terminal, not the run's record.
 """
 
 from __future__ import annotations
@@ -53,15 +55,16 @@ def setup(verbosity: int = 0, stream=None) -> logging.Logger:
     """Configure the ``landmark_lora`` logger once (idempotent): plain messages on stdout (or ``stream``)."""
     logger = logging.getLogger(ROOT)
     level = level_for(verbosity)
-    logger.setLevel(level)
+    logger.setLevel(min(level, logging.INFO))  # the terminal follows -q; other handlers (Prefect) still get INFO
     handler = next((h for h in logger.handlers if getattr(h, "_landmark_lora", False)), None)
     if handler is None:
         handler = logging.StreamHandler(stream or sys.stdout)
         handler._landmark_lora = True  # type: ignore[attr-defined]
         handler.addFilter(RankZeroFilter())
         logger.addHandler(handler)
-    elif stream is not None:
-        handler.setStream(stream)
+    else:  # the stdout of now (a test may have swapped and closed the last one: no flush of it)
+        handler.stream = stream or sys.stdout
+    handler.setLevel(level)
     handler.setFormatter(logging.Formatter(_DEBUG_FORMAT if verbosity > 0 else _FORMAT))
     logger.propagate = False
     return logger

@@ -17,11 +17,13 @@ from collections.abc import Callable
 from typing import Any
 
 from landmark_lora.config import Params
+from landmark_lora.logs import get_logger
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 METRIC_KEYS = ("eval_loss", "background_consistency", "shot_agreement", "output_change", "landmark_accuracy",
                "angle_accuracy", "pose_accuracy")
 DESCRIPTION = "LoRA for snapshots at Korean landmarks (landmark-lora)"
+_log = get_logger(__name__)
 
 
 def client(params: Params):
@@ -94,7 +96,8 @@ def register(mlflow_client, name: str, run_id: str, log_model: Callable[[], Any]
     return mlflow.register_model(info.model_uri, name), False
 
 
-def discard_half_registered(params: Params, run_id: str | None, log=print, mlflow_client=None) -> list[str]:
+def discard_half_registered(params: Params, run_id: str | None, log: Callable[[str], None] = _log.info,
+                            mlflow_client=None) -> list[str]:
     """Delete registry versions of ``run_id`` that promote did not finish (no promotion_decision
     tag): a crash (even kill -9) between `register_model` and the decision must leave nothing
     behind. If such a version had already become champion, the previous champion gets the alias back."""

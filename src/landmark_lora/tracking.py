@@ -135,12 +135,6 @@ def dvc_data_hashes(lock: Path = Path("dvc.lock")) -> dict[str, str]:
     return hashes
 
 
-def data_version(processed_dir: str | Path) -> str:
-    """``artifacts.data_version`` (the one data hash) for callers that pass the processed folder;
-    with params at hand use ``artifacts.data_version(Layout.of(params))``."""
-    return artifacts.data_version(Layout.of_processed(processed_dir))
-
-
 def run_tags(params: Params, extra: dict[str, str] | None = None) -> dict[str, str]:
     tags = {
         "git_sha": git_sha(),

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 from report_fixtures import STATES, external_refs, make_state
 
+from landmark_lora.config import ModelConfig, Params, PathsConfig
 from landmark_lora.retrain.report_data import collect, load_outcome
 from landmark_lora.retrain.report_html import render_html, write_html_report
+
+
+def _params(reports, quarantine, models) -> Params:
+    return Params(paths=PathsConfig(reports=reports, quarantine=quarantine), model=ModelConfig(dir=models))
 
 
 def _page(tmp_path, state: str) -> str:
@@ -72,8 +76,7 @@ def test_external_refs_catches_a_remote_reference():
 def test_write_and_rebuild_without_outcome(tmp_path):
     outcome, reports, quarantine = make_state(tmp_path, "rejected")
     (reports / "retrain.json").write_text(json.dumps(outcome))
-    params = SimpleNamespace(paths=SimpleNamespace(reports=reports, quarantine=quarantine),
-                             model=SimpleNamespace(dir=tmp_path / "models"), mlflow=None)
+    params = _params(reports, quarantine, tmp_path / "models")
     path = write_html_report(load_outcome(reports), params, log_mlflow=False)
     assert path == reports / "retrain.html" and "REJECTED" in path.read_text(encoding="utf-8")
     (reports / "retrain.json").unlink()
@@ -85,8 +88,7 @@ def test_write_and_rebuild_without_outcome(tmp_path):
 
 def test_mlflow_failure_is_reported_not_raised(tmp_path):
     outcome, reports, quarantine = make_state(tmp_path, "promoted")
-    params = SimpleNamespace(paths=SimpleNamespace(reports=reports, quarantine=quarantine),
-                             model=SimpleNamespace(dir=tmp_path / "models"), mlflow=None)  # configure() fails
+    params = _params(reports, quarantine, tmp_path / "models").model_copy(update={"mlflow": None})  # configure() fails
     said: list[str] = []
     path = write_html_report(outcome, params, log=said.append)
     assert path.is_file() and said and "could not log" in said[0] and "run-new" in said[0]

@@ -20,17 +20,28 @@ The rules themselves are pure functions in landmark_lora.ops.promote_rules; the 
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from landmark_lora import fsutil, registry
+from landmark_lora.artifacts import EvalReport, Layout, TrainReport, data_version
 from landmark_lora.config import Params
 from landmark_lora.locking import locked
+from landmark_lora.logs import get_logger
 from landmark_lora.ops.promote_rules import Decision, decide, finite, sanity_gates
-from landmark_lora.registry import (CHALLENGER, CHAMPION, METRIC_KEYS, alias, discard_half_registered, run_versions,
-                                    version_metrics)
+from landmark_lora.registry import (
+    CHALLENGER,
+    CHAMPION,
+    METRIC_KEYS,
+    alias,
+    discard_half_registered,
+    run_versions,
+    version_metrics,
+)
+
+_log = get_logger(__name__)
 
 
 class PromotionError(RuntimeError):
@@ -38,10 +49,12 @@ class PromotionError(RuntimeError):
 
 
 def _train_run_id(params: Params) -> str:
-    reports = Path(params.paths.reports)
-    run_id = json.loads((reports / "train.json").read_text()).get("mlflow_run_id")
+    path = Layout.of(params).train_json
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found; run `dvc repro train` first")
+    run_id = TrainReport.read(path).mlflow_run_id
     if not run_id:
-        raise PromotionError(f"{reports / 'train.json'} has no MLflow run id; run `dvc repro train` with MLflow on")
+        raise PromotionError(f"{path} has no MLflow run id; run `dvc repro train` with MLflow on")
     return run_id
 
 
@@ -49,16 +62,19 @@ def _version_tags(params: Params, client, run_id: str) -> dict[str, str]:
     """The tags every registered version carries: where it came from and how it scored."""
     from landmark_lora.tracking import git_sha, scrub
 
-    evaluation = json.loads((Path(params.paths.reports) / "eval.json").read_text())
+    path = Layout.of(params).eval_json
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found; run `dvc repro evaluate` first")
+    evaluation = EvalReport.read(path)
     run = client.get_run(run_id)
     tags = {
         "git_sha": run.data.tags.get("git_sha", git_sha()),
         "base_model": params.model.base,
         "mlflow_run_id": run_id,
     }
-    if evaluation.get("mlflow_run_id") in (None, run_id):  # eval.json scored this very run
+    if evaluation.scores_run(run_id):  # eval.json scored this very run
         tags["data_version"] = evaluation.get("data_version", "")
-        tags.update({k: str(evaluation[k]) for k in METRIC_KEYS if evaluation.get(k) is not None})
+        tags.update({k: str(evaluation.get(k)) for k in METRIC_KEYS if evaluation.get(k) is not None})
     return scrub(tags)
 
 
@@ -72,7 +88,7 @@ def _find_or_register(params: Params, client):
     name = params.promotion.registered_model
 
     def log_model():
-        return log_adapter_model(Path(params.model.dir) / "adapter", params.model.base, resolve_base(params.model),
+        return log_adapter_model(Layout.of(params).adapter_dir, params.model.base, resolve_base(params.model),
                                  params.eval.num_inference_steps, params.eval.guidance_scale)
 
     version, reused = registry.register(client, name, run_id, log_model)
@@ -97,13 +113,12 @@ def rescore(params: Params, version, client) -> dict:
     """Score a registered version on the current val data; update its tags. Returns metrics."""
     import mlflow
 
-    from landmark_lora.stages.evaluate import score_adapter
-    from landmark_lora.tracking import data_version
+    from landmark_lora.scoring import score_adapter
 
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="adapter", dst_path=tmp)
         metrics, _ = score_adapter(params, Path(local))
-    current = data_version(params.paths.processed)
+    current = data_version(Layout.of(params))
     name = params.promotion.registered_model
     for k in METRIC_KEYS:
         if finite(metrics.get(k)):
@@ -118,7 +133,7 @@ _DECISION_TAGS = ("promotion_decision", "promotion_reason", "previous_champion",
 
 
 @locked("landmark-lora promote")
-def promote(params: Params, force: bool = False, log=print) -> dict:
+def promote(params: Params, force: bool = False, log: Callable[[str], None] = _log.info) -> dict:
     """Register the last training run's adapter as challenger and judge it; all or nothing.
 
     The one promote path (CLI `landmark-lora promote` and the flow). Under the pipeline lock.
@@ -165,8 +180,6 @@ def _undo(client, name: str, run_id: str, before: dict[str, dict], aliases_befor
 
 
 def _promote(params: Params, client, force: bool) -> dict:
-    from landmark_lora.tracking import data_version
-
     name = params.promotion.registered_model
     challenger = _find_or_register(params, client)
     chall_metrics = version_metrics(challenger)
@@ -180,14 +193,14 @@ def _promote(params: Params, client, force: bool) -> dict:
                           f"version {challenger.version} was rolled back ({why or 'no reason given'}): not promoted "
                           "again; train a new run, or ask for it with `landmark-lora promote --force`")
     client.set_registered_model_alias(name, CHALLENGER, challenger.version)
-    current = data_version(params.paths.processed)
+    current = data_version(Layout.of(params))
     champ_metrics, rescored = None, False
     if champion is not None:
         if champion.tags.get("data_version") != current:
             champ_metrics, rescored = rescore(params, champion, client), True
         else:
             champ_metrics = version_metrics(champion)
-    gates = sanity_gates(chall_metrics, Path(params.model.dir) / "adapter", params)
+    gates = sanity_gates(chall_metrics, Layout.of(params).adapter_dir, params)
     decision = decide(chall_metrics, champ_metrics, params, gates)
     if rolled_back:
         decision.checks.append(f"version {challenger.version} had been rolled back; judged again on request (--force)")
@@ -267,7 +280,7 @@ def rollback(params: Params, reason: str) -> dict:
 
 
 def _write(params: Params, report: dict) -> None:
-    path = Path(params.paths.reports) / "promotion.json"
+    path = Layout.of(params).promotion_json
     fsutil.write_json_atomic(path, report, indent=2, default=str)
 
 

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from landmark_lora.artifacts import ADAPTER_WEIGHTS
 from landmark_lora.config import Params
 
 
@@ -110,7 +111,7 @@ def lora_delta(adapter_dir: Path, base: Path) -> LoraDelta:
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    path = Path(adapter_dir) / "pytorch_lora_weights.safetensors"
+    path = Path(adapter_dir) / ADAPTER_WEIGHTS
     with safe_open(str(path), "pt") as fh:
         meta = fh.metadata() or {}
     lora = load_file(str(path))
@@ -157,7 +158,7 @@ def adapter_weight_problems(adapter_dir: Path) -> list[str]:
     import torch
     from safetensors.torch import load_file
 
-    path = Path(adapter_dir) / "pytorch_lora_weights.safetensors"
+    path = Path(adapter_dir) / ADAPTER_WEIGHTS
     try:
         tensors = load_file(str(path))
     except Exception as err:  # unreadable = unloadable

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from landmark_lora.artifacts import EvalReport, Layout, TrainReport, data_version, read_records
 from landmark_lora.config import Params
 
 
@@ -36,22 +37,28 @@ def read_json(path: Path) -> dict:
         return {}
 
 
+def read_report(cls: type[TrainReport] | type[EvalReport], path: Path) -> TrainReport | EvalReport:
+    """A stage report through its typed reader; an empty one when it is missing or unreadable
+    (a stage is writing it, or it broke: either way nothing finished)."""
+    try:
+        return cls.read(path)
+    except (OSError, ValueError):
+        return cls()
+
+
 def trained_shas(params: Params) -> set[str]:
     """sha256 of every photo in the last *finished* pipeline run (evaluate ran on exactly this
     processed data); empty when the last run stopped half-way, so its photos count as new."""
-    from landmark_lora.tracking import data_version
-
-    processed = Path(params.paths.processed)
-    evaluation = read_json(Path(params.paths.reports) / "eval.json")
-    if not evaluation or evaluation.get("data_version") != data_version(processed):
+    layout = Layout.of(params)
+    evaluation = read_report(EvalReport, layout.eval_json)
+    if evaluation.data_version != data_version(layout):  # also when there is no eval.json yet
         return set()
     shas: set[str] = set()
     for split in ("train", "val"):
-        meta = processed / split / "metadata.jsonl"
-        if meta.exists():
-            for line in meta.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    shas.add(json.loads(line).get("sha256", ""))
+        try:
+            shas.update(r.sha256 for r in read_records(layout, split))
+        except (OSError, ValueError):  # a half-written split: nothing finished on it
+            continue
     return shas
 
 
@@ -65,11 +72,11 @@ def untrained_photos(params: Params) -> int:
 def unpromoted_run(params: Params) -> str | None:
     """The MLflow run of a finished pipeline (train + evaluate) that promote has not judged:
     e.g. promote failed last time, or someone ran plain `dvc repro`."""
-    reports = Path(params.paths.reports)
-    run_id = read_json(reports / "train.json").get("mlflow_run_id")
-    if not run_id or read_json(reports / "eval.json").get("mlflow_run_id") != run_id:
+    layout = Layout.of(params)
+    run_id = read_report(TrainReport, layout.train_json).mlflow_run_id
+    if not run_id or read_report(EvalReport, layout.eval_json).mlflow_run_id != run_id:
         return None
-    promotion = read_json(reports / "promotion.json")
+    promotion = read_json(layout.promotion_json)
     # judged: the last promote decided on it, or the operator rolled it back (that sticks)
     judged = {(promotion.get(k) or {}).get("run_id") for k in ("challenger", "rolled_back")}
     return None if run_id in judged else run_id

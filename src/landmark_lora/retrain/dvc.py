@@ -2,7 +2,7 @@
 
     from landmark_lora.retrain.dvc import run_dvc_repro, parse_dvc_failure
     result = run_dvc_repro(Path("."), flow_run_id=None)   # raises errors.StageFailed(stage, cause, transient)
-    result.stages_run, result.log_path                    # the full output: .cache/retrain/dvc-repro.log
+    result.stages_run, result.log_path                    # the full output: Layout.repro_log
     dvc_add_raw(Path("data/raw"))                         # `dvc add` (writes data/raw.dvc); False outside a DVC repo
 
 DVC decides which stages are stale and runs them; this module only starts it (with this venv
@@ -11,18 +11,17 @@ first on PATH, so dvc.yaml's `landmark-lora ...` commands are this install) and 
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from landmark_lora.artifacts import Layout
+from landmark_lora.config import Params
 from landmark_lora.env import venv_env
 from landmark_lora.exitcodes import EXIT_CONTRACT
 from landmark_lora.retrain.errors import Log, StageFailed, is_transient_text, say
-
-REPRO_LOG = "retrain/dvc-repro.log"  # under paths.cache; the full output of the last `dvc repro`
 
 
 def dvc_add_raw(raw: Path) -> bool:
@@ -112,14 +111,16 @@ def _repro_process(workdir: Path, env: dict[str, str], on_line: Log) -> tuple[in
     return proc.wait(), lines
 
 
-def run_dvc_repro(workdir: Path, flow_run_id: str | None, log: Log = say, cache_dir: Path = Path(".cache")) -> ReproResult:
+def run_dvc_repro(workdir: Path, flow_run_id: str | None, log: Log = say, layout: Layout | None = None) -> ReproResult:
     """`dvc repro` as one step, with this venv first on PATH and the Prefect flow-run id in the
-    environment (the train stage tags its MLflow run with it). Raises StageFailed."""
+    environment (the train stage tags its MLflow run with it). Raises StageFailed.
+
+    The full output goes to ``layout.repro_log`` under ``workdir`` (default: the default layout)."""
     env = venv_env()  # this install first on PATH, offline defaults
     if flow_run_id:
         env["PREFECT__FLOW_RUN_ID"] = str(flow_run_id)
     rc, lines = _repro_process(Path(workdir), env, log)
-    log_path = Path(workdir) / cache_dir / REPRO_LOG
+    log_path = Path(workdir) / (layout or Layout.of(Params())).repro_log
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     if rc:

@@ -14,12 +14,16 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 
+from landmark_lora.logs import get_logger
+
 Log = Callable[[str], None]
+log = get_logger("landmark_lora.retrain")
 
 
 def say(message: str) -> None:
-    """Default logger: looks ``print`` up at call time, so Prefect's log_prints captures it."""
-    print(message)
+    """The default ``log=`` of the retrain steps: an INFO line on the ``landmark_lora.retrain``
+    logger (the CLI prints it; inside a flow run it lands in the run's Prefect logs too)."""
+    log.info(message)
 
 
 class StageFailed(RuntimeError):
@@ -73,8 +77,8 @@ def _network_error_types() -> Iterator[type]:
 def _hard_error_types() -> tuple[type, ...]:
     """This project's errors that no retry can fix (each says what to fix instead)."""
     from landmark_lora.config import ConfigError
-    from landmark_lora.ops.promote import PromotionError
     from landmark_lora.ops.ingest import IngestError
+    from landmark_lora.ops.promote import PromotionError
     from landmark_lora.stages.validate import DatasetContractError
 
     return DatasetContractError, ConfigError, PromotionError, IngestError

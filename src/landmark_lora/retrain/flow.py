@@ -19,6 +19,7 @@ Steps, under a file lock (.cache/retrain.lock; a second trigger waits or skips a
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,16 +29,19 @@ from typing import Literal
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.logging.handlers import APILogHandler
 from prefect.runtime import deployment, flow_run
 from prefect.tasks import exponential_backoff
 
+from landmark_lora.artifacts import Layout
 from landmark_lora.config import load_params
 from landmark_lora.locking import LockBusy, lock_path, pipeline_lock
+from landmark_lora.logs import ROOT
 from landmark_lora.registry import champion_version
 from landmark_lora.retrain.cleanup import close_orphans, promote_all_or_nothing
 from landmark_lora.retrain.detect import Detection, detect, unpromoted_run, untrained_photos
 from landmark_lora.retrain.dvc import ReproResult, run_dvc_repro
-from landmark_lora.retrain.errors import StageFailed, is_transient_error
+from landmark_lora.retrain.errors import StageFailed, is_transient_error, say
 from landmark_lora.retrain.intake import IngestSummary, ingest_photos, render_sample_if_empty
 from landmark_lora.retrain.outcome import Failure, Outcome, Photos
 from landmark_lora.retrain.report import publish
@@ -59,6 +63,29 @@ def working_directory(path: str | Path) -> Iterator[Path]:
         os.chdir(old)
 
 
+class RunLogHandler(APILogHandler):
+    """Prefect's API log handler, for the package's loggers: a record logged while a flow or task
+    run is active goes to that run's logs (the Prefect UI); any other is dropped quietly."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from prefect.context import FlowRunContext, TaskRunContext
+
+        if FlowRunContext.get() is not None or TaskRunContext.get() is not None:
+            super().emit(record)
+
+
+def capture_package_logs() -> None:
+    """Send the ``landmark_lora`` loggers' lines to the Prefect run logs, as ``print`` under
+    log_prints used to. Idempotent; a PREFECT_LOGGING_EXTRA_LOGGERS=landmark_lora set-up (an
+    APILogHandler already there) is left as it is. Without the CLI's ``logs.setup`` (a worker
+    runs the flow) the package logs at INFO, so the report lines reach the run's logs."""
+    logger = logging.getLogger(ROOT)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    if not any(isinstance(h, APILogHandler) for h in logger.handlers):
+        logger.addHandler(RunLogHandler())
+
+
 def retry_if_transient(task, task_run, state) -> bool:
     """Prefect retry_condition_fn: retry network and lock trouble, never a hard failure."""
     try:
@@ -71,7 +98,7 @@ def retry_if_transient(task, task_run, state) -> bool:
 @task(name="detect-new-photos", cache_policy=NO_CACHE)
 def detect_photos(params_path: str) -> Detection:
     found = detect(load_params(params_path))
-    print(f"detect: {found.describe()}")
+    say(f"detect: {found.describe()}")
     return found
 
 
@@ -82,9 +109,11 @@ def ingest_task(params_path: str) -> IngestSummary:
 
 @task(name="dvc-repro", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=30),
       retry_jitter_factor=0.2, retry_condition_fn=retry_if_transient)
-def dvc_repro(workdir: str, flow_run_id: str | None) -> ReproResult:
-    """The whole DVC pipeline, as DVC decides (only stale stages run)."""
-    return run_dvc_repro(Path(workdir), flow_run_id)
+def dvc_repro(workdir: str, flow_run_id: str | None, params_path: str | None = None) -> ReproResult:
+    """The whole DVC pipeline, as DVC decides (only stale stages run). Its full output goes to
+    ``Layout.repro_log`` of ``params_path`` (relative to ``workdir``; default: the default layout)."""
+    layout = Layout.of(load_params(Path(workdir) / params_path)) if params_path else None
+    return run_dvc_repro(Path(workdir), flow_run_id, layout=layout)
 
 
 @task(name="promote", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=10),
@@ -106,7 +135,7 @@ def _retrain_locked(params_path: str, root: Path, force: bool, min_new_photos: i
                     outcome: Outcome) -> Outcome:
     params = load_params(params_path)
     if sample_if_empty and deployment.id:
-        print("sample_if_empty ignored: synthetic photos are never rendered in a deployment (prefect.yaml)")
+        say("sample_if_empty ignored: synthetic photos are never rendered in a deployment (prefect.yaml)")
     elif sample_if_empty:
         render_sample_if_empty(params)  # also refuses when data/raw.dvc or a champion exists
     found = detect_photos(params_path)
@@ -116,13 +145,13 @@ def _retrain_locked(params_path: str, root: Path, force: bool, min_new_photos: i
     if not force and untrained < min_new_photos and not found.unpromoted_run:
         reason = (f"skipped: {untrained} new photo(s) to train on, fewer than min_new_photos={min_new_photos}; "
                   "nothing trained, no MLflow run (force=True runs the pipeline anyway)")
-        print(reason)
+        say(reason)
         return outcome.finish("skipped", reason)
 
     champion_before = champion_version(params)
     fr_id = outcome.flow_run_id
     try:
-        repro = dvc_repro(str(root), fr_id)
+        repro = dvc_repro(str(root), fr_id, params_path)
     except StageFailed as err:
         if not err.transient:
             close_orphans(params, fr_id, keep=None)
@@ -132,7 +161,7 @@ def _retrain_locked(params_path: str, root: Path, force: bool, min_new_photos: i
     close_orphans(params, fr_id, keep=run_id)
     if run_id is None:
         reason = "pipeline up to date: nothing retrained; champion unchanged"
-        print(reason)
+        say(reason)
         return outcome.finish("up_to_date", reason, champion=champion_before)
     try:
         report = promote_task(params_path)
@@ -141,7 +170,7 @@ def _retrain_locked(params_path: str, root: Path, force: bool, min_new_photos: i
         return _failed(outcome, Failure("promote", f"{type(err).__name__}: {err}", is_transient_error(err), ""),
                        champion_version(params) or champion_before)
     reason = f"trained and judged: {report['decision']} version {report['challenger']['version']}: {report['reason']}"
-    print(reason)
+    say(reason)
     return outcome.finish("trained", reason, mlflow_run_id=run_id, decision=report["decision"],
                           decision_reason=report["reason"], challenger_version=report["challenger"]["version"],
                           champion=report["champion"])
@@ -150,7 +179,7 @@ def _retrain_locked(params_path: str, root: Path, force: bool, min_new_photos: i
 def _failed(outcome: Outcome, failure: Failure, champion: str | None) -> Outcome:
     reason = (f"retrain failed at stage '{failure.stage}': {failure.cause} (champion untouched: version "
               f"{champion or 'none'}; ingested photos are safe in data/raw and the next run trains on them)")
-    print(scrub_text(reason if not failure.details else f"{reason}\n{failure.details}"))  # Prefect logs are published too
+    say(scrub_text(reason if not failure.details else f"{reason}\n{failure.details}"))  # Prefect logs are published too
     return outcome.finish("failed", reason, champion=champion, failure=failure)
 
 
@@ -165,6 +194,7 @@ def retrain(force: bool = False, min_new_photos: int = 1, workdir: str = ".", pa
     sample_if_empty: render the synthetic sample set when there are no photos at all (a fresh
         clone's embedded default only: never in a deployment, nor beside data/raw.dvc or a champion).
     if_busy: another retrain holds the lock: ``wait`` (up to lock_timeout_s) or ``skip``."""
+    capture_package_logs()
     with working_directory(workdir) as root:
         params = load_params(params_path)
         outcome = Outcome(flow_run_id=flow_run.get_id(), workdir=str(root))
@@ -172,12 +202,12 @@ def retrain(force: bool = False, min_new_photos: int = 1, workdir: str = ".", pa
             wait_s = 0.0 if if_busy == "skip" else lock_timeout_s
             with pipeline_lock(lock_path(params), wait_s=wait_s, owner=f"flow run {outcome.flow_run_id}") as waited:
                 if waited >= 1:
-                    print(f"waited {waited:.0f} s for another retrain to finish")
+                    say(f"waited {waited:.0f} s for another retrain to finish")
                 outcome.waited_for_lock_s = round(waited, 1)
                 outcome = _retrain_locked(params_path, root, force, min_new_photos, sample_if_empty, outcome)
         except LockBusy as busy:
             reason = f"skipped: {busy}"
-            print(reason)
+            say(reason)
             outcome.finish("busy", reason)
         public = publish_report(outcome, params_path)
     if public["status"] == "failed":

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from landmark_lora import registry
+from landmark_lora.artifacts import Layout
 from landmark_lora.config import Params
 from landmark_lora.retrain.dvc import dvc_add_raw
 from landmark_lora.retrain.errors import Log, say
@@ -38,7 +39,7 @@ def ingest_photos(params: Params, log: Log = say, progress: bool | None = False,
     """Ingest the drop folder; if photos were accepted, `dvc add` data/raw (unless ``dvc_add`` is
     False or params.ingest.dvc_add is off). ``progress``: None shows a bar on a terminal."""
     from landmark_lora.catalogue import load_catalogue
-    from landmark_lora.ops.ingest import REJECTIONS, ingest
+    from landmark_lora.ops.ingest import ingest
 
     report = ingest(params, load_catalogue(params.catalogue), progress=progress)
     log(report.summary(params.paths.quarantine))
@@ -48,7 +49,7 @@ def ingest_photos(params: Params, log: Log = say, progress: bool | None = False,
         reasons=dict(Counter(report.reasons()).most_common()),
         resumed=report.resumed,
         left=len(report.left),
-        rejections_csv=str(Path(params.paths.quarantine) / REJECTIONS) if report.rejected else "",
+        rejections_csv=str(Layout.of(params).rejections_csv) if report.rejected else "",
     )
     if report.accepted and params.ingest.dvc_add and dvc_add:
         summary.versioned = version_raw(params.paths.raw, log)

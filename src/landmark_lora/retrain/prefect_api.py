@@ -27,6 +27,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from landmark_lora.retrain.errors import say
+
 TIMEOUT_SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 DEFAULT_STARTUP_TIMEOUT_S = 180  # Prefect's own default is 20 s
 ATTEMPTS = 2
@@ -56,7 +58,7 @@ def migrate_database() -> None:
     run_coro_as_sync(provide_database_interface().create_db())
 
 
-def ensure_prefect_api(command: str = "landmark-lora run", log: Callable[[str], None] | None = None) -> str | None:
+def ensure_prefect_api(command: str = "landmark-lora run", log: Callable[[str], None] | None = say) -> str | None:
     """Start the ephemeral Prefect server for this process unless PREFECT_API_URL is set.
 
     Returns the API URL of the server it started (None when a server is configured, or

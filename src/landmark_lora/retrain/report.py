@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from landmark_lora import fsutil
+from landmark_lora.artifacts import EvalReport, Layout
 from landmark_lora.config import Params
-from landmark_lora.retrain.detect import read_json
+from landmark_lora.retrain.detect import read_json, read_report
 from landmark_lora.retrain.outcome import Outcome
-
-REPORT_MD = "retrain.md"  # under paths.reports; the same markdown as the Prefect artifact
-REPORT_JSON = "retrain.json"
 
 
 def mlflow_ui_command(params: Params) -> str:
@@ -31,15 +29,16 @@ def mlflow_ui_command(params: Params) -> str:
 
 
 def where_to_look(params: Params) -> list[tuple[str, str]]:
-    reports = params.paths.reports
+    layout = Layout.of(params)
     return [
-        ("retrain report", f"{reports}/retrain.html (offline page); {reports}/{REPORT_MD} (also a Prefect artifact 'retrain-report')"),
+        ("retrain report", f"{layout.retrain_html} (offline page); {layout.retrain_md} (also a Prefect artifact "
+                           "'retrain-report')"),
         ("Prefect UI", "prefect server start  ->  http://127.0.0.1:4200 (flow runs, logs, artifacts)"),
         ("MLflow UI", mlflow_ui_command(params)),
-        ("validation", f"{reports}/validation.json (Data Docs: {reports}/validation/index.html)"),
-        ("evaluation", f"{reports}/eval.json, {reports}/eval.html, {reports}/samples/"),
-        ("promotion", f"{reports}/promotion.json"),
-        ("rejected photos", f"{params.paths.quarantine}/rejections.csv"),
+        ("validation", f"{layout.validation_json} (Data Docs: {layout.validation_dir / 'index.html'})"),
+        ("evaluation", f"{layout.eval_json}, {layout.eval_html}, {layout.samples}/"),
+        ("promotion", f"{layout.promotion_json}"),
+        ("rejected photos", f"{layout.rejections_csv}"),
     ]
 
 
@@ -69,10 +68,10 @@ def _fmt(x: Any) -> str:
 
 def metrics_table(params: Params) -> list[str]:
     """New adapter vs champion vs base, from reports/eval.json and reports/promotion.json."""
-    reports = Path(params.paths.reports)
-    evaluation = read_json(reports / "eval.json")
-    promotion = read_json(reports / "promotion.json")
-    if not evaluation:
+    layout = Layout.of(params)
+    evaluation = read_report(EvalReport, layout.eval_json).to_dict()
+    promotion = read_json(layout.promotion_json)
+    if not any(v is not None for v in evaluation.values()):  # no eval.json (or an empty one) yet
         return []
     new = (promotion.get("challenger") or {}).get("metrics") or {}
     prev = promotion.get("previous_champion") or {}
@@ -135,10 +134,10 @@ def render_report(outcome: dict, params: Params) -> str:
 
 
 def write_report(outcome: dict, params: Params, markdown: str) -> Path:
-    reports = Path(params.paths.reports)
-    reports.mkdir(parents=True, exist_ok=True)
-    fsutil.write_json_atomic(reports / REPORT_JSON, outcome, indent=2, default=str)
-    path = reports / REPORT_MD
+    layout = Layout.of(params)
+    layout.reports.mkdir(parents=True, exist_ok=True)
+    fsutil.write_json_atomic(layout.retrain_json, outcome, indent=2, default=str)
+    path = layout.retrain_md
     fsutil.write_text_atomic(path, markdown)
     from landmark_lora.retrain.report_html import write_html_report
 
@@ -157,9 +156,9 @@ def publish(outcome: Outcome | dict, params: Params) -> tuple[dict, str]:
 
     fields = outcome.to_dict() if isinstance(outcome, Outcome) else dict(outcome)
     public = scrub_deep({**fields, "where_to_look": dict(where_to_look(params)),
-                         "report": str(Path(params.paths.reports) / REPORT_MD)})
+                         "report": str(Layout.of(params).retrain_md)})
     markdown = scrub_text(render_report(public, params))  # render adds URIs from params too
-    page = (Path(params.paths.reports) / "retrain.html").resolve()
+    page = Layout.of(params).retrain_html.resolve()
     markdown += f"\n**Full report, with pictures (one offline page):** [{page}]({page.as_uri()})\n"
     write_report(public, params, markdown)  # also writes reports/retrain.html
     return public, markdown

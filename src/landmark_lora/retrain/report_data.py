@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -18,7 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-REJECTIONS = "rejections.csv"  # under paths.quarantine (written by the ingest stage)
+from landmark_lora.artifacts import Layout
+from landmark_lora.config import Params
+
 MAX_THUMBS = 24
 THUMB_PX = 96
 
@@ -76,8 +79,18 @@ def image_data_uri(path: Path, max_px: int | None = None) -> str | None:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _rejections(quarantine: Path) -> list[dict]:
-    path = quarantine / REJECTIONS
+def _layout(reports: Path, quarantine: Path | None = None, model_dir: Path | None = None) -> Layout:
+    """The default layout with the folders this page was handed (the paths inside come from Layout)."""
+    moved: dict[str, Path] = {"reports": Path(reports)}
+    if quarantine is not None:
+        moved["quarantine"] = Path(quarantine)
+    if model_dir is not None:
+        moved["models"] = Path(model_dir)
+    return dataclasses.replace(Layout.of(Params()), **moved)
+
+
+def _rejections(layout: Layout) -> list[dict]:
+    path = layout.rejections_csv
     if not path.is_file():
         return []
     try:
@@ -91,13 +104,16 @@ def collect(reports: Path, quarantine: Path, model_dir: Path | None = None,
             rejected: list[tuple[str, str]] | None = None) -> dict:
     """Everything the page shows, read from the report files. ``rejected``: this run's
     (file, reason) pairs, whose quarantined copies get thumbnails (None: the latest rejections)."""
-    reports, quarantine = Path(reports), Path(quarantine)
-    files = {name: _json(reports / f"{name}.json") for name in ("validation", "eval", "promotion", "train")}
-    data: dict[str, Any] = {**files, "when": {n: _when(reports / f"{n}.json") for n in files}}
-    data["train_curve"] = _curve(reports / "plots" / "train_loss.csv", "loss")
-    data["eval_curve"] = _curve(reports / "plots" / "eval_loss.csv", "eval_loss")
-    data["grids"] = [(p.stem, image_data_uri(p)) for p in sorted((reports / "samples").glob("*.png"))]
-    rows = _rejections(quarantine)
+    layout = _layout(reports, quarantine, model_dir)
+    quarantine = layout.quarantine
+    paths = {"validation": layout.validation_json, "eval": layout.eval_json, "promotion": layout.promotion_json,
+             "train": layout.train_json}
+    files = {name: _json(path) for name, path in paths.items()}
+    data: dict[str, Any] = {**files, "when": {n: _when(path) for n, path in paths.items()}}
+    data["train_curve"] = _curve(layout.plots / "train_loss.csv", "loss")
+    data["eval_curve"] = _curve(layout.plots / "eval_loss.csv", "eval_loss")
+    data["grids"] = [(p.stem, image_data_uri(p)) for p in sorted(layout.samples.glob("*.png"))]
+    rows = _rejections(layout)
     if rejected is not None:
         wanted = {f for f, _ in rejected}
         rows = [r for r in rows if r.get("file") in wanted]
@@ -110,7 +126,7 @@ def collect(reports: Path, quarantine: Path, model_dir: Path | None = None,
         thumbs.append({"file": r.get("file", ""), "reason": r.get("reason", ""), "stored": stored, "uri": uri})
     data["thumbs"] = thumbs
     data["thumbs_scope"] = "this run" if rejected is not None else "latest in rejections.csv"
-    meta = _json(Path(model_dir) / "adapter" / "adapter_metadata.json") if model_dir else None
+    meta = _json(layout.adapter_dir / "adapter_metadata.json") if model_dir else None
     meta = meta if meta and "_error" not in meta else {}
     data["adapter_meta"] = meta.get("metadata") if isinstance(meta.get("metadata"), dict) else meta
     return data
@@ -118,9 +134,10 @@ def collect(reports: Path, quarantine: Path, model_dir: Path | None = None,
 
 def load_outcome(reports: Path) -> dict:
     """The last flow outcome (reports/retrain.json), or an 'unknown' one saying it is missing."""
-    outcome = _json(Path(reports) / "retrain.json")
+    path = _layout(reports).retrain_json
+    outcome = _json(path)
     if outcome is None or "_error" in outcome:
         why = "not found" if outcome is None else outcome["_error"]
-        return {"status": "unknown", "reason": f"no flow outcome ({Path(reports) / 'retrain.json'}: {why}); "
+        return {"status": "unknown", "reason": f"no flow outcome ({path}: {why}); "
                 "this page is rebuilt from the report files alone"}
     return outcome

@@ -15,13 +15,14 @@ from __future__ import annotations
 import html
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from landmark_lora import fsutil
+from landmark_lora.artifacts import Layout
+from landmark_lora.retrain.errors import say
 from landmark_lora.retrain.report_data import THUMB_PX, collect
-
-REPORT_HTML = "retrain.html"  # under paths.reports
 
 # What each metric means, in words; a metric not listed here is still shown.
 METRIC_MEANINGS: dict[str, tuple[str, str]] = {
@@ -375,14 +376,14 @@ def render_html(outcome: dict, data: dict) -> str:
             f"<body><main>{''.join(body)}</main>{_SCRIPT}</body></html>\n")
 
 
-def write_html_report(outcome: dict, params, log=print, log_mlflow: bool = True) -> Path:
+def write_html_report(outcome: dict, params, log: Callable[[str], None] = say, log_mlflow: bool = True) -> Path:
     """Write reports/retrain.html; log it to the run's MLflow artifacts when there is a run (best effort)."""
-    reports = Path(params.paths.reports)
+    layout = Layout.of(params)
     ingest = (outcome.get("photos") or {}).get("ingest")
     rejected = [tuple(x) for x in ingest.get("rejected") or []] if ingest else None
-    data = collect(reports, Path(params.paths.quarantine), Path(params.model.dir), rejected)
-    reports.mkdir(parents=True, exist_ok=True)
-    path = reports / REPORT_HTML
+    data = collect(layout.reports, layout.quarantine, layout.models, rejected)
+    layout.reports.mkdir(parents=True, exist_ok=True)
+    path = layout.retrain_html
     fsutil.write_text_atomic(path, render_html(outcome, data))
     run_id = outcome.get("mlflow_run_id")
     if run_id and log_mlflow:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from landmark_lora.events import EVENT_PHOTOS_ARRIVED, EVENT_RESOURCE_ID
+from landmark_lora.retrain.errors import say
 
 Emit = Callable[[list[str]], object]
 
@@ -87,7 +88,7 @@ def emit_photos_arrived(batch: list[str], incoming: Path) -> object:
 
 def watch(incoming: Path, emit: Emit, extensions: Iterable[str], quiet_s: float = 30.0, max_wait_s: float = 600.0,
           stop: threading.Event | None = None, initial_scan: bool = True, poll_s: float = 0.5,
-          log: Callable[[str], None] = print) -> None:
+          log: Callable[[str], None] = say) -> None:
     """Watch ``incoming`` until ``stop`` is set; call ``emit(batch)`` once per debounced batch.
 
     ``initial_scan``: photos already waiting (dropped while no watcher ran) form the first batch."""
