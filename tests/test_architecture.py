@@ -247,7 +247,7 @@ def _code_lines(path: Path) -> list[tuple[int, str]]:
 def test_no_block_of_six_code_lines_is_repeated():
     seen: dict[tuple[str, ...], str] = {}
     repeats = []
-    for name, path in _modules().items():
+    for _name, path in _modules().items():
         lines = _code_lines(path)
         last_hit = -DUPLICATE_WINDOW
         for i in range(len(lines) - DUPLICATE_WINDOW + 1):

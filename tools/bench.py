@@ -62,8 +62,8 @@ def prepare_workspace(root: Path, steps: int, resolution: int = 64) -> None:
     """Sample data through cached latents, in ``root`` (the current directory must be root)."""
     from landmark_lora.catalogue import load_catalogue
     from landmark_lora.config import parse_params
-    from landmark_lora.stages.cache_latents import cache_latents
     from landmark_lora.ops.ingest import ingest
+    from landmark_lora.stages.cache_latents import cache_latents
     from landmark_lora.stages.preprocess import preprocess
     from landmark_lora.synthetic.render import render_sample_set
 

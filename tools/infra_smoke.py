@@ -389,8 +389,8 @@ def run_smoke(workdir: Path, db: Database) -> None:
 
 
 def _run_pipeline(params) -> tuple[str, str, dict]:
-    from landmark_lora.stages.evaluate import evaluate
     from landmark_lora.ops.promote import promote
+    from landmark_lora.stages.evaluate import evaluate
     from landmark_lora.stages.train import run_training
 
     t0 = time.monotonic()

@@ -51,7 +51,8 @@ def _text_positions(base: Path) -> int | None:
         config = json.loads((base / "text_encoder" / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return config.get("max_position_embeddings")
+    value = config.get("max_position_embeddings")
+    return int(value) if isinstance(value, int) else None
 
 
 _FIELD = re.compile(r"{(\w+)}")  # the template's {field} syntax (catalogue.render_caption)
@@ -90,7 +91,7 @@ class CaptionFit:
             return n
         # Too long: find the first template part that ends past the limit; any labelled field in it
         # or after it is lost (parts are rendered in order, so a prefix of parts is a prefix of text).
-        for i, fields in _parts_with_fields(cfg):
+        for i, _fields in _parts_with_fields(cfg):
             prefix = render_caption(cfg.model_copy(update={"template": cfg.template[: i + 1]}),
                                     landmark, shot, angle, pose, caption)
             if self.count(prefix) > self.max_tokens:

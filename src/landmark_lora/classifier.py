@@ -26,9 +26,9 @@ calibration is below ``eval.min_calibration``.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -140,7 +140,7 @@ def photo_features(image: Image.Image | Blocks, blocks: Sequence[str]) -> np.nda
 def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
+    return np.asarray(e / e.sum(1, keepdims=True))
 
 
 def _top_eigenvalue(x: np.ndarray, iters: int = 50) -> float:
@@ -204,7 +204,7 @@ class LabelClassifier:
 
     def _x(self, images: Sequence[Image.Image | Blocks]) -> np.ndarray:
         x = np.stack([photo_features(im, self.blocks) for im in images])
-        return (x - self.mean) / self.scale
+        return np.asarray((x - self.mean) / self.scale)
 
     def predict_proba(self, images: Sequence[Image.Image | Blocks]) -> np.ndarray:
         if not images:
@@ -217,11 +217,11 @@ class LabelClassifier:
     def accuracy(self, images: Sequence[Image.Image | Blocks], labels: Sequence[str]) -> float | None:
         """Share of images whose predicted label is the given one; unspecified labels are left out.
         None when no image has a label. A label the classifier never saw counts as wrong."""
-        pairs = [(im, lab) for im, lab in zip(images, labels) if lab != UNSPECIFIED]
+        pairs = [(im, lab) for im, lab in zip(images, labels, strict=False) if lab != UNSPECIFIED]
         if not pairs:
             return None
         pred = self.predict([im for im, _ in pairs])
-        return float(np.mean([p == lab for p, (_, lab) in zip(pred, pairs)]))
+        return float(np.mean([p == lab for p, (_, lab) in zip(pred, pairs, strict=False)]))
 
     def calibrate(self, images: Sequence[Image.Image | Blocks], labels: Sequence[str]) -> float | None:
         self.calibration = self.accuracy(images, labels)
@@ -244,7 +244,7 @@ def fit_label_classifier(task: str, images: Sequence[Image.Image | Blocks], labe
         raise KeyError(f"unknown task {task!r}; known: {sorted(TASK_FEATURES)}")
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
-    pairs = [(im, lab) for im, lab in zip(images, labels) if lab != UNSPECIFIED]
+    pairs = [(im, lab) for im, lab in zip(images, labels, strict=False) if lab != UNSPECIFIED]
     counts = Counter(lab for _, lab in pairs)
     if len(counts) < 2:
         raise NotClassifiable(f"the train photos show {len(counts)} distinct {task} value(s): nothing to tell apart")

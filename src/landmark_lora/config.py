@@ -40,7 +40,7 @@ class PathsConfig(_Section):
     cache: Path = Path(".cache")
 
     @model_validator(mode="after")
-    def _drop_raw_quarantine_apart(self) -> "PathsConfig":
+    def _drop_raw_quarantine_apart(self) -> PathsConfig:
         # Ingest empties incoming into raw and quarantine: nested folders would ingest its own output.
         keys = ("incoming", "raw", "quarantine")
         where = {k: Path(getattr(self, k)).expanduser().resolve() for k in keys}
@@ -53,7 +53,7 @@ class PathsConfig(_Section):
                         "give each of paths.incoming, paths.raw and paths.quarantine its own folder"
                     )
                 inner, outer = (a, b) if pb in pa.parents else (b, a) if pa in pb.parents else (None, None)
-                if inner:
+                if inner and outer:
                     raise ValueError(
                         f"paths.{inner} ({getattr(self, inner)}) is inside paths.{outer} ({getattr(self, outer)}); "
                         "paths.incoming, paths.raw and paths.quarantine must not contain one another"
@@ -103,7 +103,7 @@ class DataConfig(_Section):
     image_format: Literal["png", "jpg"] = "png"
 
     @model_validator(mode="after")
-    def _resolution_fits_multiple(self) -> "DataConfig":
+    def _resolution_fits_multiple(self) -> DataConfig:
         if self.resolution % self.bucket_multiple:
             raise ValueError(
                 f"resolution ({self.resolution}) must be a multiple of bucket_multiple ({self.bucket_multiple})"
@@ -154,7 +154,7 @@ class LoraConfig(_Section):
     text_encoder_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
 
     @model_validator(mode="after")
-    def _targets_given(self) -> "LoraConfig":
+    def _targets_given(self) -> LoraConfig:
         if not self.targets:
             raise ValueError("targets must name at least one UNet module (e.g. to_q)")
         return self
@@ -187,7 +187,7 @@ class TrainConfig(_Section):
     num_workers: int = Field(0, ge=0)
 
     @model_validator(mode="after")
-    def _timesteps(self) -> "TrainConfig":
+    def _timesteps(self) -> TrainConfig:
         if not self.eval_timesteps or any(t < 0 or t > 999 for t in self.eval_timesteps):
             raise ValueError("eval_timesteps must be a non-empty list of ints in 0..999")
         if self.resume not in ("auto", "never") and not self.resume.strip():

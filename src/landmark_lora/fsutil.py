@@ -144,7 +144,7 @@ def write_csv_atomic(path: str | Path, columns: Iterable[str], rows: Iterable[Ma
     write_text_atomic(path, buf.getvalue())
 
 
-def read_csv_rows(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
+def read_csv_rows(path: str | Path) -> tuple[list[str], list[dict[str, str | None]]]:
     """(header, rows) of a table written by :func:`write_csv_atomic`, cells as they were given."""
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)

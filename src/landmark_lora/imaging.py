@@ -66,8 +66,8 @@ def cv2_detectors() -> dict:
 
         cv2.setNumThreads(1)  # we are one DVC stage among others; don't grab every core
         hog = cv2.HOGDescriptor()
-        hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
-        root = Path(cv2.data.haarcascades)
+        hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())  # type: ignore[attr-defined]
+        root = Path(cv2.data.haarcascades)  # type: ignore[attr-defined]
         _DETECTORS.update(
             cv2=cv2,
             hog=hog,
@@ -104,7 +104,7 @@ def detect_person(image: Image.Image) -> Box | None:
             boxes.append((x, y, x + bw, y + bh))
     if not boxes and w >= 64 and h >= 128:
         rects, weights = d["hog"].detectMultiScale(gray, winStride=(8, 8), padding=(8, 8), scale=1.05)
-        for (x, y, bw, bh), wt in zip(rects, np.ravel(weights) if len(rects) else []):
+        for (x, y, bw, bh), wt in zip(rects, np.ravel(weights) if len(rects) else [], strict=False):
             if wt > 0.8:
                 boxes.append((x, y, x + bw, y + bh))
     if not boxes:

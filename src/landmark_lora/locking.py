@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from landmark_lora.artifacts import LOCK, Layout
+from landmark_lora.config import Params
 
 LOCK_NAME = LOCK  # under paths.cache (Layout.lock); kept under this name for callers
 WAIT_ENV = "LANDMARK_LORA_LOCK_WAIT_S"
@@ -111,7 +112,7 @@ def lock_holder(path: Path) -> str:
     return f"{info.get('owner') or 'pid ' + str(info.get('pid'))} (pid {info.get('pid')}) on {info.get('host')} since {info.get('since')}"
 
 
-def lock_path(params) -> Path:
+def lock_path(params: Params) -> Path:
     """The workspace's pipeline lock: ``Layout.of(params).lock`` (``<paths.cache>/retrain.lock``)."""
     return Layout.of(params).lock
 
@@ -127,7 +128,7 @@ def default_wait_s() -> float:
 
 
 @contextmanager
-def operation_lock(params, owner: str, wait_s: float | None = None) -> Iterator[float]:
+def operation_lock(params: Params, owner: str, wait_s: float | None = None) -> Iterator[float]:
     """The pipeline lock of ``params``' workspace for one operation (see the module doc)."""
     with pipeline_lock(lock_path(params), wait_s=default_wait_s() if wait_s is None else wait_s,
                        owner=owner) as waited:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import TextIO
 
 ROOT = "landmark_lora"
 _FORMAT = "%(message)s"
@@ -51,7 +52,7 @@ def level_for(verbosity: int) -> int:
     return logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
 
 
-def setup(verbosity: int = 0, stream=None) -> logging.Logger:
+def setup(verbosity: int = 0, stream: TextIO | None = None) -> logging.Logger:
     """Configure the ``landmark_lora`` logger once (idempotent): plain messages on stdout (or ``stream``)."""
     logger = logging.getLogger(ROOT)
     level = level_for(verbosity)
@@ -63,7 +64,7 @@ def setup(verbosity: int = 0, stream=None) -> logging.Logger:
         handler.addFilter(RankZeroFilter())
         logger.addHandler(handler)
     else:  # the stdout of now (a test may have swapped and closed the last one: no flush of it)
-        handler.stream = stream or sys.stdout
+        handler.stream = stream or sys.stdout  # type: ignore[attr-defined]
     handler.setLevel(level)
     handler.setFormatter(logging.Formatter(_DEBUG_FORMAT if verbosity > 0 else _FORMAT))
     logger.propagate = False

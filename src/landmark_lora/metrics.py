@@ -67,7 +67,7 @@ def classify_shot(image: Image.Image) -> str:
         pad = round(HOG_BORDER * big.shape[0])
         big = cv2.copyMakeBorder(big, pad, pad, pad // 2, pad // 2, cv2.BORDER_REPLICATE)
         rects, weights = d["hog"].detectMultiScale(big, winStride=(8, 8), padding=(8, 8), scale=1.05)
-        tall = [r[3] * HOG_PERSON_IN_BOX / (h * s) for r, w in zip(rects, np.ravel(weights) if len(rects) else [])
+        tall = [r[3] * HOG_PERSON_IN_BOX / (h * s) for r, w in zip(rects, np.ravel(weights) if len(rects) else [], strict=False)
                 if w > 0.5]
         if tall:
             return "full_body" if max(tall) >= FULL_BODY_PERSON else "wide"

@@ -102,11 +102,11 @@ def _references(params: Params) -> dict[tuple[str, str], list[Image.Image]]:
 
 def image_metrics(images: list[Image.Image], prompts: list[dict], refs,
                   classifiers: dict[str, Calibrated] | None = None) -> dict[str, float | None]:
-    bg = [background_consistency(im, refs.get((p["landmark"], p["angle"]), [])) for im, p in zip(images, prompts)]
+    bg = [background_consistency(im, refs.get((p["landmark"], p["angle"]), [])) for im, p in zip(images, prompts, strict=False)]
     bg = [b for b in bg if not math.isnan(b)]
-    labelled = [(im, p) for im, p in zip(images, prompts) if p["shot"] != "unspecified"]
+    labelled = [(im, p) for im, p in zip(images, prompts, strict=False) if p["shot"] != "unspecified"]
     shots = [classify_shot(im) for im, _ in labelled]
-    agree = [s == p["shot"] for s, (_, p) in zip(shots, labelled)]
+    agree = [s == p["shot"] for s, (_, p) in zip(shots, labelled, strict=False)]
     return {
         "background_consistency": float(np.mean(bg)) if bg else float("nan"),
         "shot_agreement": float(np.mean(agree)) if agree else float("nan"),
@@ -185,7 +185,7 @@ def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None 
     base_m = image_metrics(base_images, prompts, refs, classifiers)
     adapter_m = image_metrics(adapter_images, prompts, refs, classifiers)
     change = float(np.mean([np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean() / 255.0
-                            for a, b in zip(adapter_images, base_images)])) if prompts else 0.0
+                            for a, b in zip(adapter_images, base_images, strict=False)])) if prompts else 0.0
     clip = clip_score(params, adapter_images, prompts)
     metrics = {
         "eval_loss": adapter_loss["eval_loss"],

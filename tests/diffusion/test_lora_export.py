@@ -11,7 +11,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from landmark_lora.diffusion.pipeline import load_pipeline
 from landmark_lora.diffusion.lora_export import (
     KOHYA_WEIGHTS,
     METADATA_JSON,
@@ -20,6 +19,7 @@ from landmark_lora.diffusion.lora_export import (
     export_adapter,
     read_adapter_metadata,
 )
+from landmark_lora.diffusion.pipeline import load_pipeline
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from landmark_lora.diffusion.pipeline import load_pipeline
 from landmark_lora.diffusion.lora_export import PEFT_WEIGHTS, add_lora_adapter, export_adapter
+from landmark_lora.diffusion.pipeline import load_pipeline
 
 WIDE = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]
 TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]

@@ -16,7 +16,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 
 from landmark_lora.config import load_params

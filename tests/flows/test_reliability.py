@@ -206,9 +206,8 @@ def test_lock_busy_names_the_holder(tmp_path):
         with pipeline_lock(path, wait_s=0.3, poll_s=0.05):
             pass
 
-    with pipeline_lock(path, owner="flow run abc"):
-        with pytest.raises(LockBusy) as busy:
-            contextvars.Context().run(another_caller)
+    with pipeline_lock(path, owner="flow run abc"), pytest.raises(LockBusy) as busy:
+        contextvars.Context().run(another_caller)
     assert "flow run abc" in str(busy.value) and busy.value.waited_s >= 0.3
     with pipeline_lock(path) as waited:  # released: free again at once
         assert waited < 0.5

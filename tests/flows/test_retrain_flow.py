@@ -84,7 +84,7 @@ def test_first_run_samples_ingests_trains_registers_and_reports(ws, first_run, m
     tags = runs[0].data.tags
     assert runs[0].info.run_id == outcome["mlflow_run_id"]
     assert tags["prefect_flow_run_id"] == outcome["flow_run_id"]
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ws, capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ws, capture_output=True, text=True, check=False).stdout.strip()
     assert tags["git_sha"].startswith(head)
     lock = yaml.safe_load((ws / "dvc.lock").read_text())
     assert tags["dvc.data/processed"] == next(o["md5"] for o in lock["stages"]["preprocess"]["outs"])

@@ -295,7 +295,7 @@ def test_decompression_bomb_by_configured_pixel_limit(tmp_path, make_params, pb)
         assert category(reason) == "decompression bomb"
         assert "ingest.max_pixels=5,000" in reason
     assert report.accepted == []
-    assert Image.MAX_IMAGE_PIXELS == limit_before  # Pillow's global limit is restored
+    assert limit_before == Image.MAX_IMAGE_PIXELS  # Pillow's global limit is restored
     assert_accounted(ws, originals)
 
 

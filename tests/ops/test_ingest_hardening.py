@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_ingest import CAT, G, N, Drop, assert_accounted, category, entries, reason_for
+from test_ingest import CAT, Drop, G, N, assert_accounted, category, entries, reason_for
 
 from landmark_lora import fsutil, rawtable
 from landmark_lora.config import ConfigError

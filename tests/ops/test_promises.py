@@ -199,10 +199,10 @@ def story(base_ws, tmp_path_factory):
        scored again on the new data first.
     Everything the tests check is recorded here; the tests compute their own expectations.
     """
+    from landmark_lora.ops.promote import promote
     from landmark_lora.serving import load_registered
     from landmark_lora.stages.cache_latents import cache_latents
     from landmark_lora.stages.evaluate import evaluate
-    from landmark_lora.ops.promote import promote
     from landmark_lora.stages.train import run_training
 
     root = _copy(base_ws, tmp_path_factory.mktemp("story") / "ws")

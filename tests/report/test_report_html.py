@@ -52,7 +52,7 @@ def test_metrics_side_by_side_with_meanings_and_unknown_metric(tmp_path):
     page = _page(tmp_path, "promoted")
     assert "id='metric-table'" in page
     row = page.split("<code>eval_loss</code>")[1].split("</tr>")[0]
-    assert ["0.2500", "0.2100", "0.3000"] == [c.split("<")[0] for c in row.split("class='num'>")[1:]]
+    assert [c.split("<")[0] for c in row.split("class='num'>")[1:]] == ["0.2500", "0.2100", "0.3000"]
     assert "predicts the noise on held-out photos" in row and "lower is better" in row
     assert "<code>sharpness_ratio</code>" in page and "newer metric without a description" in page
     assert "skipped: eval.clip_model is not set" in page

@@ -13,8 +13,8 @@ from PIL import Image
 from landmark_lora import rawtable
 from landmark_lora.catalogue import load_catalogue
 from landmark_lora.config import DataConfig, parse_params
-from landmark_lora.stages import preprocess as pp
 from landmark_lora.fsutil import sha256_file
+from landmark_lora.stages import preprocess as pp
 
 CAT = load_catalogue()
 

@@ -230,7 +230,7 @@ def test_resume_after_kill_continues_to_the_same_final_step(in_ws):
     killed_at = max(int(p.name.split("-")[1]) for p in ckpts)
     assert not any(p.name.endswith(".tmp") and (p / "state.json").exists() for p in Path(".cache/train").glob("*/.*"))
 
-    out = subprocess.run(_train_cmd(*sets), env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(_train_cmd(*sets), env=env, capture_output=True, text=True, timeout=600, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "resuming from" in out.stdout
     report = json.loads(Path("reports/train.json").read_text())
@@ -275,4 +275,4 @@ def test_text_encoder_lora_trains_checkpoints_and_exports(in_ws):
         keys = list(fh.keys())
     assert any(k.startswith("text_encoder.") for k in keys) and any(k.startswith("unet.") for k in keys)
     with safe_open("models/adapter/landmark_lora_kohya.safetensors", "pt") as fh:
-        assert any(k.startswith("lora_te_") for k in fh.keys())
+        assert any(k.startswith("lora_te_") for k in fh)

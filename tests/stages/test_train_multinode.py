@@ -38,7 +38,7 @@ def _env(node0: Path, node1: Path) -> dict[str, str]:
 
 def _torchrun(node0: Path, node1: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(_cmd(), env=_env(node0, node1), capture_output=True, text=True, timeout=timeout,
-                          cwd=node0)
+                          cwd=node0, check=False)
 
 
 def _checkpoints(node: Path) -> list[Path]:

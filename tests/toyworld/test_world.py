@@ -16,9 +16,9 @@ def test_same_arguments_same_pixels_and_a_new_seed_changes_them():
     a = world_samples(6, seed=3, width=32, height=40)
     b = world_samples(6, seed=3, width=32, height=40)
     assert [s.caption for s in a] == [s.caption for s in b]
-    assert all(np.array_equal(np.asarray(x.image), np.asarray(y.image)) for x, y in zip(a, b))
+    assert all(np.array_equal(np.asarray(x.image), np.asarray(y.image)) for x, y in zip(a, b, strict=False))
     c = world_samples(6, seed=4, width=32, height=40)
-    assert not all(np.array_equal(np.asarray(x.image), np.asarray(y.image)) for x, y in zip(a, c))
+    assert not all(np.array_equal(np.asarray(x.image), np.asarray(y.image)) for x, y in zip(a, c, strict=False))
     assert a[0].image.size == (32, 40)
 
 

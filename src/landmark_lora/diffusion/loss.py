@@ -69,7 +69,7 @@ class Encoder:
         return mean.to(self.device, self.dtype)
 
     def text(self, idx: list[int], drop: list[bool]) -> torch.Tensor:
-        captions = ["" if d else self.split.entries[i]["text"] for i, d in zip(idx, drop)]
+        captions = ["" if d else self.split.entries[i]["text"] for i, d in zip(idx, drop, strict=False)]
         if self.split.tensors is not None and not self.text_lora:
             emb = torch.stack([self.split.tensors[caption_key(c)] for c in captions])
             return emb.to(self.device, self.dtype)

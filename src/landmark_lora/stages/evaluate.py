@@ -70,7 +70,7 @@ def write_grids(out_dir: Path, sets: dict) -> dict[str, Path]:
     for old in out_dir.glob("*.png"):
         old.unlink()
     per_landmark: dict[str, list] = {}
-    for p, b, a in zip(sets["prompts"], sets["base"], sets["adapter"]):
+    for p, b, a in zip(sets["prompts"], sets["base"], sets["adapter"], strict=False):
         # the val photo the prompt was made from; else any real photo of that landmark and angle
         real = _source_photo(sets.get("source_dir"), p.get("source"))
         real = real or (sets["refs"].get((p["landmark"], p["angle"])) or [None])[0]

@@ -42,6 +42,7 @@ from landmark_lora.config import Params, load_params, parse_overrides
 from landmark_lora.diffusion import trainer
 from landmark_lora.diffusion.checkpoints import run_key
 from landmark_lora.env import apply_offline_defaults
+
 log = logs.get_logger(__name__)
 
 
@@ -214,7 +215,7 @@ def launch(params: Params, argv: list[str]) -> int:
     if n > 1 and "LOCAL_RANK" not in os.environ:
         cmd, env = _launch_command(n, argv)
         log.info("train: launching %d processes: %s", n, " ".join(cmd[1:]))
-        return subprocess.run(cmd, env=env).returncode
+        return subprocess.run(cmd, env=env, check=False).returncode
     result = run_training(params)
     if result.adapter_dir is not None:
         log.info("train: %d steps, final loss %.4f, eval loss %.4f, %.1f img/s -> %s/%s", result.steps,

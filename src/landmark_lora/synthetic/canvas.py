@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -43,7 +43,7 @@ def seeded_rng(*parts: object) -> np.random.Generator:
 
 
 def mix(a: RGB, b: RGB, t: float) -> RGB:
-    return tuple(int(round(x + (y - x) * t)) for x, y in zip(a, b))  # type: ignore[return-value]
+    return tuple(int(round(x + (y - x) * t)) for x, y in zip(a, b, strict=False))  # type: ignore[return-value]
 
 
 def shade(c: RGB, f: float) -> RGB:
@@ -99,7 +99,7 @@ class Canvas:
 
     def ellipse(self, cx: float, cy: float, rx: float, ry: float, fill: RGB, n: int = 24) -> None:
         a = np.linspace(0, 2 * np.pi, n, endpoint=False)
-        self.poly(list(zip(cx + rx * np.cos(a), cy + ry * np.sin(a))), fill)
+        self.poly(list(zip(cx + rx * np.cos(a), cy + ry * np.sin(a), strict=False)), fill)
 
     def line(self, pts: list[Pt], fill: RGB, width: float = 1.0) -> None:
         self.d.line([self.xy(x, y) for x, y in pts], fill=fill, width=max(1, round(width * SS)))

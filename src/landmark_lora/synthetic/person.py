@@ -123,7 +123,7 @@ def pose_body(pose: str, head_factor: float, rng: np.random.Generator) -> Body:
     arms = _POSE_ARMS.get(pose) or _POSE_ARMS["standing relaxed"]
     joints: dict[str, Pt] = {}
     gestures: dict[str, str | None] = {}
-    for side, (hand, prefer, gesture) in zip(("r", "l"), arms):
+    for side, (hand, prefer, gesture) in zip(("r", "l"), arms, strict=False):
         s = 1.0 if side == "r" else -1.0
         shoulder = (s * _SHOULDER[0], _SHOULDER[1])
         elbow, wrist = _ik(shoulder, (s * hand[0], hand[1]), *_ARM, (s * prefer[0], prefer[1]))

@@ -29,7 +29,6 @@ from landmark_lora.synthetic.canvas import stable_seed
 from landmark_lora.synthetic.person import POSES
 from landmark_lora.synthetic.photo import render_photo
 
-
 # ---------------------------------------------------------------- the set
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -34,7 +34,6 @@ from landmark_lora.synthetic.canvas import (
     skyline,
     waves,
 )
-
 
 # ---------------------------------------------------------------- the five catalogue landmarks
 
@@ -87,7 +86,7 @@ def _n_seoul_tower(c: Canvas, rng: np.random.Generator) -> None:
     c.ground((150, 150, 146), (196, 190, 180))
     skyline(c, rng, -2.0, 2.0, 0.05, (162, 172, 188))
     xs = np.linspace(-1.6, 1.6, 81)
-    c.poly(list(zip(xs, _namsan_hill(xs))) + [(1.6, -0.01), (-1.6, -0.01)], (64, 110, 58))
+    c.poly(list(zip(xs, _namsan_hill(xs), strict=False)) + [(1.6, -0.01), (-1.6, -0.01)], (64, 110, 58))
     for _ in range(160):  # forest texture on Namsan
         x = rng.uniform(-0.7, 0.9)
         top = float(_namsan_hill(np.array([x]))[0])
@@ -142,7 +141,7 @@ def _bukchon_hanok_village(c: Canvas, rng: np.random.Generator) -> None:
     house_ends = (40, 27, 19, 13.5, 9.6, 6.9, 5.0, 3.6, 2.6, 1.9)  # distances (m); houses get longer nearby
     bounds = [far] + [float(z * rng.uniform(0.9, 1.1)) for z in house_ends] + [1.3, 0.9]
     roof, plaster, stone, wood = (56, 58, 64), (234, 228, 214), (150, 146, 140), (108, 72, 48)
-    for za, zb in zip(bounds[:-1], bounds[1:]):
+    for za, zb in zip(bounds[:-1], bounds[1:], strict=False):
         floor = grade * (za + zb) / 2
         w = 2.5 / zb  # nearer houses get thicker lines
         for s in (-1.0, 1.0):
@@ -169,7 +168,7 @@ def _bukchon_hanok_village(c: Canvas, rng: np.random.Generator) -> None:
             # Roof: eave with upturned corners, the slope back to the ridge, the end face towards us.
             zs = np.linspace(za, zb, 9)
             lift = 0.35 * (2 * np.linspace(0, 1, 9) - 1) ** 4
-            eave = [p(eave_x, eave_y + float(l), float(z)) for z, l in zip(zs, lift)]
+            eave = [p(eave_x, eave_y + float(dy), float(z)) for z, dy in zip(zs, lift, strict=False)]
             c.poly(eave + [p(ridge_x, ridge_y, zb), p(ridge_x, ridge_y, za)], roof)
             c.poly([p(wall_x, top, zb), p(eave_x, eave_y + 0.35, zb), p(ridge_x, ridge_y, zb)], shade(roof, 0.8))
             for z in np.linspace(za, zb, 10)[1:-1]:
@@ -194,7 +193,7 @@ def _haeundae_beach(c: Canvas, rng: np.random.Generator) -> None:
         towers.append((x, w, h))
         x += w * rng.uniform(0.8, 1.15)
     palette = [(206, 214, 222), (150, 176, 196), (228, 224, 214), (120, 146, 170), (186, 196, 204)]
-    for i, (x, w, h) in enumerate(towers):
+    for _i, (x, w, h) in enumerate(towers):
         col = palette[int(rng.integers(len(palette)))]
         c.rect(x, -0.004, x + w, h, col)
         c.rect(x + w * 0.72, -0.004, x + w, h, shade(col, 0.82))  # shaded side

@@ -102,7 +102,7 @@ def failure(check: Check, res: dict, photos: pd.DataFrame) -> dict[str, Any]:
         count = int(result.get("unexpected_count") or len(rows))
     if check.id in ("decodes", "file_on_disk") and rows:
         # The reason a file does not decode is what the person needs, not just "False".
-        errors = dict(zip(photos["path"], photos["error"]))
+        errors = dict(zip(photos["path"], photos["error"], strict=False))
         for r in rows:
             r["error"] = errors.get(r.get("path"))
     explanation = check.explain(count)

@@ -114,7 +114,7 @@ def build_photo_table(raw_dir: Path) -> pd.DataFrame:
     with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=workers) as pool:
         warnings.simplefilter("ignore")
         facts = list(pool.map(_inspect, [rec.pop("_disk") for rec in records]))
-    for rec, fact in zip(records, facts):
+    for rec, fact in zip(records, facts, strict=False):
         rec.update(fact)
         w, h = rec["width"], rec["height"]
         rec["aspect_ratio"] = round(max(w, h) / min(w, h), 4) if w and h else None
