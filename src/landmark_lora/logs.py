@@ -47,6 +47,19 @@ class RankZeroFilter(logging.Filter):
         return process_rank() == 0 or record.levelno >= logging.WARNING
 
 
+class _ConsoleHandler(logging.StreamHandler):
+    """Writes to the given stream, else to ``sys.stdout`` as it is at each record: a caller that swaps
+    stdout (pytest's capture, Prefect's log_prints) never leaves this handler on a closed file."""
+
+    def __init__(self, stream: TextIO | None = None):
+        super().__init__(stream or sys.stdout)
+        self.fixed: TextIO | None = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = self.fixed or sys.stdout
+        super().emit(record)
+
+
 def level_for(verbosity: int) -> int:
     """-q -> WARNING, default -> INFO, -v -> DEBUG."""
     return logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
@@ -59,12 +72,12 @@ def setup(verbosity: int = 0, stream: TextIO | None = None) -> logging.Logger:
     logger.setLevel(min(level, logging.INFO))  # the terminal follows -q; other handlers (Prefect) still get INFO
     handler = next((h for h in logger.handlers if getattr(h, "_landmark_lora", False)), None)
     if handler is None:
-        handler = logging.StreamHandler(stream or sys.stdout)
+        handler = _ConsoleHandler(stream)
         handler._landmark_lora = True  # type: ignore[attr-defined]
         handler.addFilter(RankZeroFilter())
         logger.addHandler(handler)
-    else:  # the stdout of now (a test may have swapped and closed the last one: no flush of it)
-        handler.stream = stream or sys.stdout  # type: ignore[attr-defined]
+    elif isinstance(handler, _ConsoleHandler):
+        handler.fixed = stream
     handler.setLevel(level)
     handler.setFormatter(logging.Formatter(_DEBUG_FORMAT if verbosity > 0 else _FORMAT))
     logger.propagate = False
