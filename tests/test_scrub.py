@@ -98,3 +98,21 @@ def test_flattened_params_carry_no_password_into_mlflow(monkeypatch):
     assert flat["mlflow.tracking_uri"] == "postgresql://***@db:5432/mlflow"
     assert flat["mlflow.artifact_location"] == "s3://***@minio:9000/artifacts"
     assert not any("hunter2" in v or "minio123" in v for v in flat.values())
+
+
+def test_each_workspace_tracks_to_its_own_store_in_one_process(tmp_path, monkeypatch):
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; a second workspace in the same process
+    (a served flow, a test run) must still use its own params, while a user's variable still wins."""
+    from landmark_lora.config import parse_params
+    from landmark_lora.tracking import configure, tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    a = parse_params({"mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/a/mlflow.db"}})
+    b = parse_params({"mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/b/mlflow.db"}})
+    configure(a.mlflow)
+    assert tracking_uri(b.mlflow).endswith("/b/mlflow.db")
+    configure(b.mlflow)
+    assert tracking_uri(a.mlflow).endswith("/a/mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/user/mlflow.db")
+    configure(a.mlflow)
+    assert tracking_uri(b.mlflow).endswith("/user/mlflow.db")  # the user's variable wins, every time
