@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
-from test_train import TINY, _deep_merge
 
 from landmark_lora.config import parse_params
 from landmark_lora.ops.promote import PromotionError, promote, rollback
 from landmark_lora.ops.promote_rules import adapter_weight_problems, decide, sanity_gates
 from tests.helpers.tiny_data import write_processed
+from tests.helpers.tiny_params import TINY_TRAIN as TINY
+from tests.helpers.tiny_params import deep_merge as _deep_merge
 
 GOOD = {"eval_loss": 1.00, "background_consistency": 0.50, "shot_agreement": 0.60, "output_change": 0.05}
 P = parse_params({})

@@ -21,10 +21,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 from test_promote import FAST
-from test_train import _deep_merge
 
 from landmark_lora.config import parse_params
 from tests.helpers.tiny_data import write_processed
+from tests.helpers.tiny_params import deep_merge as _deep_merge
 
 NAME_TAGS = ("git_sha", "data_version", "base_model", "eval_loss", "mlflow_run_id")
 

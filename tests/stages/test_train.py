@@ -18,19 +18,9 @@ import yaml
 
 from landmark_lora.config import parse_params
 from tests.helpers.tiny_data import write_processed
+from tests.helpers.tiny_params import TINY_TRAIN, deep_merge
 
-TINY = {
-    "train": {"max_steps": 4, "batch_size": 2, "eval_every": 2, "checkpoint_every": 2, "warmup_steps": 1,
-              "eval_timesteps": [200, 600]},
-    "mlflow": {"system_metrics": False},
-}
-
-
-def _deep_merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+TINY, _deep_merge = TINY_TRAIN, deep_merge  # other test modules of this folder import these names
 
 
 @pytest.fixture(scope="module")
