@@ -14,11 +14,12 @@ export TRANSFORMERS_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test lint bench infra-smoke clean-data help
+.PHONY: install run test test-slow lint bench infra-smoke clean-data help
 
 help:
 	@echo "make run    - set up .venv, then run the main job on the embedded default"
 	@echo "make test   - set up .venv, then run the test suite"
+	@echo "make test-slow - only the slow end-to-end tests (pytest -m slow)"
 	@echo "make lint   - ruff (src tests tools flows) and mypy (the domain modules); not enforced yet"
 	@echo "make bench  - benchmarks (results in reports/bench.json and docs/benchmarks.md)"
 	@echo "make infra-smoke - real mlflow server on PostgreSQL + S3 (moto), the pipeline over HTTP (needs 127.0.0.1:5432)"
@@ -36,6 +37,10 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+# Only the end-to-end tests marked slow (the toy-world promotion gate, the DVC pipeline, ...).
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
 
 # Rules and the modules mypy checks are in pyproject.toml ([tool.ruff], [tool.mypy]). Reports only
 # for now (the `-` keeps make going): fixes land module by module, then the dashes go.

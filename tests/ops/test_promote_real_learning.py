@@ -9,7 +9,8 @@ History (one workspace, three training runs):
    promotion.min_improvement; the champion alias stays.
 3. 400 steps after a second pose per view was ingested (more photos, a new data version): the
    champion is rescored on the new val data first, then the challenger beats it and the alias moves.
-The same decision rules run on the random tiny base in tests/ops/test_promote.py.
+The same decision rules run on the random tiny base in tests/ops/test_promote.py. Marked slow
+(`make test-slow` runs only the slow tests; `make test` runs them too).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import yaml
 from landmark_lora.config import parse_params
 
 REPO = Path(__file__).resolve().parents[2]
+# ~220 s with OMP_NUM_THREADS=1 on the shared 2-core machine (four trainings, five evaluations)
+pytestmark = pytest.mark.slow
 CHAMPION_STEPS, SHORT_STEPS, LONG_STEPS = 200, 5, 400
 
 
