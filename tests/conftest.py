@@ -4,7 +4,7 @@
         params = make_params(tmp_path, ingest={"min_side": 32})   # every paths.* under tmp_path
         make_photo(params.paths.incoming / "gyeongbokgung" / "a.jpg", (80, 96), seed=1)
 
-Nothing here is autouse and nothing changes the working directory. ``checkout_tiny_base`` is
+Only `_tracking_uri_does_not_leak` is autouse, and nothing changes the working directory. ``checkout_tiny_base`` is
 the one fixture with a side effect: it builds models/base-tiny in the checkout (git-ignored, the
 same folder and bytes `landmark-lora` builds there), so every end-to-end workspace copies it.
 """
@@ -134,3 +134,15 @@ def make_photo():
 def make_photo_bytes():
     """``make_photo_bytes(size=(80, 96), seed=0, format="JPEG", mode="RGB", **save) -> bytes``."""
     return photo_bytes
+
+
+@pytest.fixture(autouse=True)
+def _tracking_uri_does_not_leak():
+    """The one autouse fixture: a test that calls ``mlflow.set_tracking_uri`` (which exports
+    MLFLOW_TRACKING_URI) must not point the next test in the same worker at its store."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before

@@ -6,6 +6,8 @@ exact text expected back: the secret gone, the non-secret part still saying what
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from landmark_lora.tracking import REDACTED, run_params, scrub
@@ -110,6 +112,7 @@ def test_each_workspace_tracks_to_its_own_store_in_one_process(tmp_path, monkeyp
     a = parse_params({"mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/a/mlflow.db"}})
     b = parse_params({"mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/b/mlflow.db"}})
     configure(a.mlflow)
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # MLflow's export is not left behind
     assert tracking_uri(b.mlflow).endswith("/b/mlflow.db")
     configure(b.mlflow)
     assert tracking_uri(a.mlflow).endswith("/a/mlflow.db")

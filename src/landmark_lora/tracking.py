@@ -78,23 +78,10 @@ def scrub_deep(value: Any) -> Any:
     return value
 
 
-# The URI configure() last handed to mlflow.set_tracking_uri, which also exports it as
-# MLFLOW_TRACKING_URI: without this, the first workspace's store would win for the whole process.
-_configured: dict[str, str] = {}
-
-
-def _user_env_uri() -> str | None:
-    """MLFLOW_TRACKING_URI when the user set it, None when configure() put it there for params."""
-    env_uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if env_uri and env_uri == _configured.get("uri") and _configured.get("source") == "params":
-        return None
-    return env_uri
-
-
 def tracking_uri(cfg: MlflowConfig) -> str:
     """MLFLOW_TRACKING_URI, else params; a relative SQLite path is made absolute (MLflow caches
     stores by URI, so a relative one would keep pointing at the first working directory)."""
-    uri = _user_env_uri() or cfg.tracking_uri
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         path = Path(uri.removeprefix("sqlite:///")).resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,10 +93,15 @@ def configure(cfg: MlflowConfig) -> str:
     """Point MLflow at the configured store and make sure the experiment exists. Returns its id."""
     import mlflow
 
-    source = "env" if _user_env_uri() else "params"
     uri = tracking_uri(cfg)
+    user_env = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
-    _configured.update(uri=uri, source=source)
+    # set_tracking_uri also exports MLFLOW_TRACKING_URI; undo that, or this workspace's store would
+    # look like the user's choice to every later workspace in the process (a served flow, a test run).
+    if user_env is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = user_env
     exp = mlflow.get_experiment_by_name(cfg.experiment)
     if exp is not None:
         return exp.experiment_id
