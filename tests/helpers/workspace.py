@@ -7,8 +7,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -74,3 +77,19 @@ def build_workspace(root: Path, params: dict | None = None,
     subprocess.run([*git, "commit", "-qm", "workspace"], cwd=root, check=True)
     return root
 
+
+
+@contextmanager
+def inside(root: Path) -> Iterator[Path]:
+    """Work in ``root`` with no MLFLOW_TRACKING_URI, so its params.yaml picks the store; the folder
+    and the variable are restored afterwards (for module-scoped fixtures that run a pipeline)."""
+    old_cwd, old_uri = os.getcwd(), os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.chdir(root)
+    try:
+        yield Path(root)
+    finally:
+        os.chdir(old_cwd)
+        if old_uri is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old_uri

@@ -30,6 +30,7 @@ from PIL import Image
 from landmark_lora.config import Params, parse_params
 from landmark_lora.ops.promote_rules import decide
 from tests.helpers.tiny_data import write_processed
+from tests.helpers.workspace import inside
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "landmark-lora"
@@ -207,10 +208,8 @@ def story(base_ws, tmp_path_factory):
 
     root = _copy(base_ws, tmp_path_factory.mktemp("story") / "ws")
     keep = tmp_path_factory.mktemp("adapters")
-    old_cwd, old_uri = os.getcwd(), os.environ.pop("MLFLOW_TRACKING_URI", None)
-    os.chdir(root)
     out: dict = {"root": root}
-    try:
+    with inside(root):
         params = _params()
         run_training(params)
         out["a_eval"] = evaluate(params)
@@ -234,10 +233,6 @@ def story(base_ws, tmp_path_factory):
         out["c_report"] = promote(params)
         out["params"] = params
         yield out
-    finally:
-        os.chdir(old_cwd)
-        if old_uri is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = old_uri
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ re-scoring the champion on new data, rollback) and offline generation from the c
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from landmark_lora.ops.promote_rules import adapter_weight_problems, decide, san
 from tests.helpers.tiny_data import write_processed
 from tests.helpers.tiny_params import TINY_TRAIN as TINY
 from tests.helpers.tiny_params import deep_merge as _deep_merge
+from tests.helpers.workspace import inside
 
 GOOD = {"eval_loss": 1.00, "background_consistency": 0.50, "shot_agreement": 0.60, "output_change": 0.05}
 P = parse_params({})
@@ -113,16 +113,11 @@ def _pipeline(params) -> dict:
 def registry(tmp_path_factory):
     root = tmp_path_factory.mktemp("registry")
     write_processed(root)
-    old = os.getcwd()
-    os.chdir(root)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    try:
+    with inside(root):
         params = parse_params(FAST)
         _pipeline(params)
         first = promote(params)
         yield {"root": root, "first": first, "params": params}
-    finally:
-        os.chdir(old)
 
 
 @pytest.fixture

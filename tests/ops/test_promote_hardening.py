@@ -10,7 +10,6 @@ registered model (``promotion.registered_model``), so tests do not share registr
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from test_promote import FAST
 from landmark_lora.config import parse_params
 from tests.helpers.tiny_data import write_processed
 from tests.helpers.tiny_params import deep_merge as _deep_merge
+from tests.helpers.workspace import inside
 
 NAME_TAGS = ("git_sha", "data_version", "base_model", "eval_loss", "mlflow_run_id")
 
@@ -51,10 +51,7 @@ def runs(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("hardening")
     write_processed(root)
-    old = os.getcwd()
-    os.chdir(root)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    try:
+    with inside(root):
         params = parse_params(FAST)
         cache_latents(params)
         _train_and_evaluate(params)
@@ -75,8 +72,6 @@ def runs(tmp_path_factory):
             (snap / "train.json").write_text(json.dumps(train))
             (snap / "eval.json").write_text(json.dumps(evaluation))
             snaps[which] = snap
-    finally:
-        os.chdir(old)
     return {"root": root, "snaps": snaps, "worse": "worse", "better": "better"}
 
 

@@ -15,13 +15,13 @@ on 2 CPU cores, so marked `toyworld`: `make test-toyworld` runs it, `make test` 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import yaml
 
 from landmark_lora.config import parse_params
+from tests.helpers.workspace import inside
 
 REPO = Path(__file__).resolve().parents[2]
 # ~220 s with OMP_NUM_THREADS=1 on the shared 2-core machine (four trainings, five evaluations)
@@ -94,10 +94,7 @@ def history(tmp_path_factory):
     import mlflow
 
     root = tmp_path_factory.mktemp("real-learning")
-    old = os.getcwd()
-    os.chdir(root)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    try:
+    with inside(root):
         first = _params(CHAMPION_STEPS)
         _add_photos(first)
         Path("mlruns").mkdir(exist_ok=True)
@@ -110,8 +107,6 @@ def history(tmp_path_factory):
         out["longer"] = _train_and_promote(longer, client)
         out["client"] = client
         yield out
-    finally:
-        os.chdir(old)
 
 
 def test_the_200_step_champion_is_promoted_first(history):
