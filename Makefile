@@ -14,7 +14,7 @@ export TRANSFORMERS_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test test-toyworld lint bench infra-smoke clean-data help
+.PHONY: install run test test-toyworld lint bench bench-data infra-smoke clean-data help
 
 help:
 	@echo "make run    - set up .venv, then run the main job on the embedded default"
@@ -22,6 +22,7 @@ help:
 	@echo "make test-toyworld - the end-to-end checks on the toy-world base (minutes; not in make test)"
 	@echo "make lint   - ruff (src tests tools flows) and mypy (bottom layer + domain modules); make test enforces both"
 	@echo "make bench  - benchmarks (results in reports/bench.json and docs/benchmarks.md)"
+	@echo "make bench-data - ingest/validate/preprocess on 12-MP photos, 200/1000/5000 (+50) (reports/bench_data.json)"
 	@echo "make infra-smoke - real mlflow server on PostgreSQL + S3 (moto), the pipeline over HTTP (needs 127.0.0.1:5432)"
 
 install: $(STAMP)
@@ -52,6 +53,12 @@ lint: install
 # tools/ are the checkout's dev tools, run as modules from the repository root (never in the wheel).
 bench: install
 	$(BIN)/python -m tools.bench
+
+# The data path on phone-size photos (issue 15): about 2 x 3.5 MB of disk per photo while a size
+# runs, and tens of minutes at 5000 photos on 2 cores. SIZES="200 1000" for a shorter run.
+SIZES ?= 200 1000 5000
+bench-data: install
+	$(BIN)/python -m tools.bench_data --sizes $(SIZES)
 
 # The server deployment path without Docker (docs/deploy.md). `make test` runs it too, through
 # tests/infra/test_infra_smoke.py, whenever PostgreSQL answers on 127.0.0.1:5432.

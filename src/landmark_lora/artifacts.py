@@ -167,6 +167,11 @@ class Layout:
         return self.cache / "preprocess"
 
     @property
+    def validate_cache(self) -> Path:
+        """Facts validate measured per raw photo, keyed by its stat (size, mtime, ctime, inode)."""
+        return self.cache / "validate" / "photo-facts.json"
+
+    @property
     def lock(self) -> Path:
         return self.cache / LOCK
 

@@ -81,6 +81,9 @@ class IngestConfig(_Section):
     # A file changed (mtime/ctime) more recently than this may still be being written: it waits
     # in the drop folder for the next run. 0 = take every file as it is (tests).
     min_age_s: float = Field(10.0, ge=0, le=3600)
+    # Processes that decode and hash photos (copying and recording stay in one process, in order).
+    # 0 = one per CPU core available to this process.
+    workers: int = Field(0, ge=0, le=256)
 
 
 class ValidationConfig(_Section):
@@ -101,6 +104,8 @@ class DataConfig(_Section):
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     person_detector: Literal["auto", "center"] = "auto"
     image_format: Literal["png", "jpg"] = "png"
+    # Processes that decode, detect and crop photos missing from the cache. 0 = one per CPU core.
+    workers: int = Field(0, ge=0, le=256)
 
     @model_validator(mode="after")
     def _resolution_fits_multiple(self) -> DataConfig:

@@ -209,7 +209,7 @@ def test_stage_writes_images_captions_and_metadata(tmp_path):
 
 
 def test_stage_is_incremental_adding_k_photos_processes_k(tmp_path, monkeypatch):
-    params = _params(tmp_path)
+    params = _params(tmp_path, workers=1)  # counted by patching process_image in this process
     calls = []
     real = pp.process_image
     monkeypatch.setattr(pp, "process_image", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
@@ -253,3 +253,18 @@ def test_stage_refuses_a_failed_validation(tmp_path):
 def test_empty_raw_folder_says_how_to_add_photos(tmp_path):
     with pytest.raises(ValueError, match="landmark-lora ingest"):
         pp.preprocess(_params(tmp_path), CAT)
+
+
+def test_crops_made_on_every_core_equal_the_serial_ones(tmp_path):
+    """data.workers=2 decodes and crops in worker processes; outputs and records are byte-identical."""
+    outputs = []
+    for workers in (1, 2):
+        params = _params(tmp_path / f"w{workers}", workers=workers, person_detector="auto")
+        _add_photos(params.paths.raw, [("gyeongbokgung", "upper_body", (120, 90))] * 9
+                    + [("haeundae_beach", "wide", (90, 120))] * 9)
+        summary = pp.preprocess(params, CAT)
+        assert summary.cache_misses == 18
+        processed = params.paths.processed
+        outputs.append({p.relative_to(processed): p.read_bytes() for p in sorted(processed.rglob("*")) if p.is_file()})
+    assert len(outputs[0]) == 18 * 2 + 2  # image + caption per photo, a metadata.jsonl per split
+    assert outputs[1] == outputs[0]

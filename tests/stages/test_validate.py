@@ -343,3 +343,30 @@ def test_unreadable_table_still_writes_a_report(tmp_path):
         validate_dataset(raw, tmp_path / "reports", CFG, CAT)
     report = json.loads((tmp_path / "reports" / "validation.json").read_text(encoding="utf-8"))
     assert report["success"] is False and report["failed"][0]["check"] == "table_readable"
+
+
+def test_unchanged_photos_are_not_read_again_but_any_change_is(tmp_path, monkeypatch):
+    """The facts cache: a second table reads only what is new or rewritten, and a photo damaged in
+    place (same name, new bytes) is measured again and caught."""
+    from landmark_lora.validation import table
+
+    raw, cache = tmp_path / "raw", tmp_path / "cache" / "photo-facts.json"
+    _valid_dataset(raw)
+    first = build_photo_table(raw, cache).set_index("path")
+    read: list[str] = []
+    real = table._inspect
+    monkeypatch.setattr(table, "_inspect", lambda path: read.append(path.name) or real(path))
+
+    _save(raw / "n_seoul_tower/d.jpg", seed=40)
+    rawtable.write_rows(raw, rawtable.read_rows(raw) + [_row(raw, "n_seoul_tower/d.jpg", 7)])
+    second = build_photo_table(raw, cache).set_index("path")
+    assert read == ["d.jpg"]
+    assert second.drop(index="n_seoul_tower/d.jpg").equals(first)
+
+    read.clear()
+    victim = raw / "gyeongbokgung/a.jpg"
+    victim.write_bytes(victim.read_bytes()[:200])  # truncated in place
+    third = build_photo_table(raw, cache).set_index("path")
+    assert read == ["a.jpg"]
+    assert not third.loc["gyeongbokgung/a.jpg", "decodes"]
+    assert third.loc["gyeongbokgung/a.jpg", "sha256"] != first.loc["gyeongbokgung/a.jpg", "sha256"]

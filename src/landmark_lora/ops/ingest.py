@@ -70,6 +70,7 @@ from landmark_lora.ops.ingest_checks import (
     write_rejections,
 )
 from landmark_lora.ops.ingest_drop import Manifest, look_around, lstat_or_none, scan
+from landmark_lora.parallel import Prefetcher
 
 __all__ = ["BATCH", "PARTIAL_PREFIX", "REJECTIONS", "REJECTION_COLUMNS", "IngestError", "IngestReport",
            "ingest", "inspect_photo", "pending_photos"]
@@ -153,6 +154,7 @@ class _Run:
         self.pending_rejects: list[dict] = []
         self.pending_remove: list[tuple[Path, os.stat_result | None]] = []
         self.taken: set[Path] = set()
+        self.inspector: Prefetcher | None = None  # decodes and hashes photos ahead, on every core
 
     def commit(self) -> None:
         """Record the batch (raw table, rejections), then remove its originals from incoming."""
@@ -256,7 +258,8 @@ class _Run:
 
     def take_photo(self, src: Path, rel: str, slug: str, look: os.stat_result, manifest: Manifest,
                    cfg: IngestConfig) -> None:
-        facts = inspect_photo(src, cfg, look)
+        facts = (self.inspector.result(src, src, cfg, look) if self.inspector is not None
+                 else inspect_photo(src, cfg, look))
         if isinstance(facts, str):
             self.reject(src, rel, facts, look=look)
         elif rel in manifest.bad_labels:
@@ -328,14 +331,19 @@ def ingest(params: Params, catalogue: dict[str, Landmark], progress: bool | None
     for where, reason in manifest.row_rejections:
         run.note(where, reason)
     show = progress if progress is not None else len(drop.files) >= cfg.progress_threshold
-    for src in _progress(drop.files, show):
-        try:
-            run.take(src, drop.looks.get(src), manifest, catalogue, cfg)
-        except Changed:
-            if lstat_or_none(src) is not None:  # being written or swapped under us: no copy kept, the original stays
-                run.left.add(src)
-        if len(run.pending_remove) >= BATCH:
-            run.commit()
+    # Decoding and hashing run ahead in worker processes; the copy/record/remove protocol below
+    # stays sequential, in drop-folder order, so its crash safety and ordering are unchanged.
+    photos = [(src, (src, cfg, drop.looks[src])) for src in drop.files
+              if src.suffix.lower() in cfg.extensions and _is_regular(drop.looks.get(src))]
+    with Prefetcher(inspect_photo, photos, cfg.workers) as run.inspector:
+        for src in _progress(drop.files, show):
+            try:
+                run.take(src, drop.looks.get(src), manifest, catalogue, cfg)
+            except Changed:
+                if lstat_or_none(src) is not None:  # written or swapped under us: no copy kept, the original stays
+                    run.left.add(src)
+            if len(run.pending_remove) >= BATCH:
+                run.commit()
 
     # A row whose photo is not here: missing (a typo) once the drop folder is quiet; while a copy
     # is still in progress, it waits with metadata.csv for the next run.
@@ -356,6 +364,10 @@ def ingest(params: Params, catalogue: dict[str, Landmark], progress: bool | None
         report.manifest_archived_as = _archive_manifest(layout.incoming_manifest, layout.manifest_archive, run.now)
     _remove_empty_dirs(incoming, catalogue)
     return report
+
+
+def _is_regular(look: os.stat_result | None) -> bool:
+    return look is not None and stat.S_ISREG(look.st_mode)
 
 
 def _archive_manifest(src: Path, archive: Path, now: str) -> str | None:

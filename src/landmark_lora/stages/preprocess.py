@@ -41,11 +41,15 @@ from landmark_lora.catalogue import Landmark, render_caption
 from landmark_lora.config import DataConfig, Params
 from landmark_lora.imaging import Box, detect_person, exif_orientation, load_rgb
 from landmark_lora.logs import get_logger
+from landmark_lora.parallel import Prefetcher
 
 log = get_logger(__name__)
 
 # Bump when the pixel pipeline changes: it invalidates every cached crop.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"  # 2: people are detected on a copy at most DETECT_SIDE px long
+# The detectors find the same person boxes at this size as on the 1/8-scale decode of a 12-MP
+# photo (500 px), 2-3x faster (docs/benchmarks.md); smaller photos are searched as they are.
+DETECT_SIDE = 320
 
 
 # ---------------------------------------------------------------- buckets
@@ -104,11 +108,26 @@ def process_image(path: Path, cfg: DataConfig, buckets: list[tuple[int, int]]) -
     bucket = choose_bucket(w, h, buckets)
     image = load_rgb(path, bucket)
     bucket = choose_bucket(image.width, image.height, buckets)
-    person = detect_person(image) if cfg.person_detector == "auto" else None
+    person = _detect(image) if cfg.person_detector == "auto" else None
     box = crop_box(image.width, image.height, bucket[0] / bucket[1], person)
     out = image.resize(bucket, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
     return out, {"bucket": list(bucket), "crop": list(box), "person": list(person) if person else None,
                  "source_size": [image.width, image.height]}
+
+
+def _detect(image: Image.Image) -> Box | None:
+    """detect_person on a copy at most DETECT_SIDE px long; the box in ``image``'s pixels."""
+    scale = min(1.0, DETECT_SIDE / max(image.size))
+    if scale == 1.0:
+        return detect_person(image)
+    small = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                         Image.Resampling.BILINEAR)
+    box = detect_person(small)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    return (int(x0 / scale), int(y0 / scale), min(image.width, math.ceil(x1 / scale)),
+            min(image.height, math.ceil(y1 / scale)))
 
 
 # ---------------------------------------------------------------- splits
@@ -190,23 +209,35 @@ def _raw_rows(layout: Layout, catalogue: dict[str, Landmark]) -> list[dict]:
     return rows
 
 
-def _cached_crop(row: dict, layout: Layout, cfg: DataConfig, buckets: list[tuple[int, int]],
-                 summary: PreprocessSummary) -> tuple[Path, dict]:
-    """The photo's crop in the cache (made now on a miss) and its crop facts."""
+def _cache_paths(row: dict, layout: Layout, cfg: DataConfig) -> tuple[Path, Path]:
     key = cache_key(row["sha256"], cfg)
-    cached_img = layout.preprocess_cache / f"{key}.{cfg.image_format}"
-    cached_meta = layout.preprocess_cache / f"{key}.json"
-    cached = _read_cache(cached_img, cached_meta)
-    if cached is not None:
-        summary.cache_hits += 1
-        return cached_img, cached
-    log.debug("preprocess: cache miss for %s", row["file"])
-    image, facts = process_image(layout.raw / row["file"], cfg, buckets)
+    return layout.preprocess_cache / f"{key}.{cfg.image_format}", layout.preprocess_cache / f"{key}.json"
+
+
+def _crop_into_cache(src: Path, cached_img: Path, cached_meta: Path, cfg: DataConfig,
+                     buckets: list[tuple[int, int]]) -> dict:
+    """Crop one photo into the cache and return its crop facts (runs in a worker process)."""
+    image, facts = process_image(src, cfg, buckets)
     with fsutil.atomic_path(cached_img) as tmp:
         image.save(tmp, format="PNG" if cfg.image_format == "png" else "JPEG", quality=95)
     fsutil.write_json_atomic(cached_meta, facts, newline=False)  # image first: facts present => image complete
-    summary.cache_misses += 1
-    return cached_img, facts
+    return facts
+
+
+def _cached_crop(row: dict, layout: Layout, cfg: DataConfig, buckets: list[tuple[int, int]],
+                 crops: Prefetcher, summary: PreprocessSummary) -> tuple[Path, dict]:
+    """The photo's crop in the cache (made now, or by a worker, on a miss) and its crop facts."""
+    cached_img, cached_meta = _cache_paths(row, layout, cfg)
+    if crops.queued(row["file"]):  # missing from the cache when the run started
+        log.debug("preprocess: cache miss for %s", row["file"])
+        summary.cache_misses += 1
+        return cached_img, crops.result(row["file"])
+    cached = _read_cache(cached_img, cached_meta)
+    if cached is None:  # removed while this run went on: made again here
+        summary.cache_misses += 1
+        return cached_img, _crop_into_cache(layout.raw / row["file"], cached_img, cached_meta, cfg, buckets)
+    summary.cache_hits += 1
+    return cached_img, cached
 
 
 def preprocess(params: Params, catalogue: dict[str, Landmark]) -> PreprocessSummary:
@@ -223,25 +254,30 @@ def preprocess(params: Params, catalogue: dict[str, Landmark]) -> PreprocessSumm
         shutil.rmtree(layout.split_dir(split), ignore_errors=True)  # a DVC output: rebuilt whole, from the cache
     records: dict[str, list[ProcessedRecord]] = {split: [] for split in SPLITS}
 
-    for row in rows:
-        cached_img, facts = _cached_crop(row, layout, cfg, buckets, summary)
-        split = splits[row["file"]]
-        name = f"{row['landmark']}/{row['sha256'][:16]}.{cfg.image_format}"
-        dest = layout.split_dir(split) / name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(cached_img, dest)
-        caption = render_caption(
-            params.caption, catalogue[row["landmark"]], row["shot"], row["angle"], row["pose"], row["caption"]
-        )
-        dest.with_suffix(".txt").write_text(caption + "\n", encoding="utf-8")
-        width, height = facts["bucket"]
-        records[split].append(ProcessedRecord(
-            file_name=name, text=caption, landmark=row["landmark"], shot=row["shot"], angle=row["angle"],
-            pose=row["pose"], width=width, height=height, sha256=row["sha256"], raw_file=row["file"],
-            person_box=facts["person"] is not None,
-        ))
-        summary.buckets[f"{width}x{height}"] = summary.buckets.get(f"{width}x{height}", 0) + 1
-        summary.person_found += facts["person"] is not None
+    # Photos missing from the cache are decoded, detected and cropped ahead on every core; the
+    # records below are still written in raw-table order.
+    misses = [(row["file"], (layout.raw / row["file"], *_cache_paths(row, layout, cfg), cfg, buckets))
+              for row in rows if _read_cache(*_cache_paths(row, layout, cfg)) is None]
+    with Prefetcher(_crop_into_cache, misses, cfg.workers) as crops:
+        for row in rows:
+            cached_img, facts = _cached_crop(row, layout, cfg, buckets, crops, summary)
+            split = splits[row["file"]]
+            name = f"{row['landmark']}/{row['sha256'][:16]}.{cfg.image_format}"
+            dest = layout.split_dir(split) / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cached_img, dest)
+            caption = render_caption(
+                params.caption, catalogue[row["landmark"]], row["shot"], row["angle"], row["pose"], row["caption"]
+            )
+            dest.with_suffix(".txt").write_text(caption + "\n", encoding="utf-8")
+            width, height = facts["bucket"]
+            records[split].append(ProcessedRecord(
+                file_name=name, text=caption, landmark=row["landmark"], shot=row["shot"], angle=row["angle"],
+                pose=row["pose"], width=width, height=height, sha256=row["sha256"], raw_file=row["file"],
+                person_box=facts["person"] is not None,
+            ))
+            summary.buckets[f"{width}x{height}"] = summary.buckets.get(f"{width}x{height}", 0) + 1
+            summary.person_found += facts["person"] is not None
 
     for split, recs in records.items():
         write_records(layout, split, recs)

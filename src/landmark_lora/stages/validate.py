@@ -71,16 +71,18 @@ def _fail(report: dict, report_path: Path, docs_index: Path | None, raise_on_fai
     log.warning("validate: dataset contract broken; report %s", report_path)
 
 
-def validate(layout: Layout, cfg: ValidationConfig, catalogue: dict, raise_on_failure: bool = True) -> ValidationOutcome:
+def validate(layout: Layout, cfg: ValidationConfig, catalogue: dict, raise_on_failure: bool = True,
+             cache: Path | None = None) -> ValidationOutcome:
     """Check ``layout.raw`` against the dataset contract; write ``layout.validation_json`` and the Data
     Docs in ``layout.validation_dir``. Raises DatasetContractError (listing each failed check, the
     offending paths and the fix) when the contract is broken and ``raise_on_failure`` is set; the
-    report is written either way."""
+    report is written either way. ``cache``: facts of photos unchanged since they last decoded
+    (``Layout.validate_cache`` in the DVC stage), so a nightly run reads only the new photos."""
     raw_dir, report_path, docs_dir = layout.raw, layout.validation_json, layout.validation_dir
     # Stale docs from an earlier run would show results that no longer hold.
     shutil.rmtree(docs_dir, ignore_errors=True)
     try:
-        photos = build_photo_table(raw_dir)
+        photos = build_photo_table(raw_dir, cache)
     except ValueError as err:  # metadata.csv unreadable: nothing to hand to GX
         report = unreadable_table_report(raw_dir, str(rawtable.table_path(raw_dir)), err)
         _write_json(report_path, report)
@@ -109,4 +111,6 @@ def validate_dataset(raw_dir: Path, reports_dir: Path, cfg: ValidationConfig, ca
 
 def run(params: Params, raise_on_failure: bool = True) -> ValidationOutcome:
     """The DVC stage: validate ``paths.raw`` with ``params.validation`` and the catalogue in params."""
-    return validate(Layout.of(params), params.validation, load_catalogue(params.catalogue), raise_on_failure)
+    layout = Layout.of(params)
+    return validate(layout, params.validation, load_catalogue(params.catalogue), raise_on_failure,
+                    cache=layout.validate_cache)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -79,12 +80,49 @@ def _disk_files(raw_dir: Path) -> dict[str, str]:
     return found
 
 
-def build_photo_table(raw_dir: Path) -> pd.DataFrame:
+def _stat_key(path: Path) -> list[int] | None:
+    try:
+        st = path.lstat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def _measure(paths: list[Path], raw_dir: Path, cache: Path | None) -> list[dict[str, Any]]:
+    """_inspect for every path, on a thread per core. With ``cache``, a file whose size, mtime,
+    ctime and inode are those recorded when it last decoded is not read again: raw photos are
+    written once by ingest, and any write or replacement changes that key."""
+    known: dict[str, Any] = {}
+    if cache is not None and cache.is_file():
+        try:
+            known = json.loads(cache.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            known = {}  # unreadable: every photo is measured again
+    keys = [_stat_key(p) for p in paths]
+    names = [p.relative_to(raw_dir).as_posix() if p.is_relative_to(raw_dir) else str(p) for p in paths]
+    todo = [i for i, (name, key) in enumerate(zip(names, keys, strict=True))
+            if key is None or known.get(name, {}).get("stat") != key]
+    workers = min(8, os.cpu_count() or 1)
+    # Pillow decodes outside the GIL. Warnings are silenced here, not per thread, because
+    # catch_warnings is not thread-safe; EXIF/ICC chatter is noise, real damage raises.
+    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=workers) as pool:
+        warnings.simplefilter("ignore")
+        fresh = dict(zip(todo, pool.map(_inspect, [paths[i] for i in todo]), strict=True))
+    facts = [fresh[i] if i in fresh else known[names[i]]["facts"] for i in range(len(paths))]
+    if cache is not None:
+        keep = {name: {"stat": key, "facts": fact} for name, key, fact in zip(names, keys, facts, strict=True)
+                if key is not None and fact["decodes"]}  # a broken file is always looked at again
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fsutil.write_json_atomic(cache, keep)
+    return facts
+
+
+def build_photo_table(raw_dir: Path, cache: Path | None = None) -> pd.DataFrame:
     """One row per photo in the raw table plus one per unlisted file on disk (``in_metadata`` False).
 
     Columns: PHOTO_COLUMNS. ``sha256`` is recomputed from the bytes, ``recorded_sha256`` is what
     ingest wrote; width/height are as displayed (EXIF orientation applied); ``aspect_ratio`` is
-    long side / short side. Raises ValueError only when metadata.csv itself is unreadable.
+    long side / short side. ``cache``: a JSON file of facts already measured (see ``_measure``). Raises ValueError only when metadata.csv itself is unreadable.
     """
     raw_dir = Path(raw_dir)
     rows = rawtable.read_rows(raw_dir)
@@ -108,12 +146,7 @@ def build_photo_table(raw_dir: Path) -> pd.DataFrame:
                 "pose": UNSPECIFIED, "in_metadata": False, "recorded_sha256": None, "_disk": raw_dir / rel,
             })
 
-    workers = min(8, os.cpu_count() or 1)
-    # Pillow decodes outside the GIL. Warnings are silenced here, not per thread, because
-    # catch_warnings is not thread-safe; EXIF/ICC chatter is noise, real damage raises.
-    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=workers) as pool:
-        warnings.simplefilter("ignore")
-        facts = list(pool.map(_inspect, [rec.pop("_disk") for rec in records]))
+    facts = _measure([rec.pop("_disk") for rec in records], raw_dir, cache)
     for rec, fact in zip(records, facts, strict=False):
         rec.update(fact)
         w, h = rec["width"], rec["height"]
