@@ -185,6 +185,9 @@ class TrainConfig(_Section):
     checkpoints_keep: int = Field(2, ge=1)
     cached_latents: bool = True
     num_workers: int = Field(0, ge=0)
+    # torch threads per process (torch.set_num_threads); null = torch's default (one per core).
+    # 1: on a busy 2-core machine torch's 2 threads trained 10x slower (docs/results.md).
+    threads: int | None = Field(1, ge=1, le=1024)
 
     @model_validator(mode="after")
     def _timesteps(self) -> TrainConfig:
@@ -206,6 +209,8 @@ class EvalConfig(_Section):
     # val photos at least this well (share right), from at least this many of them; above 1 = never.
     min_calibration: float = Field(0.6, ge=0.0)
     min_calibration_photos: int = Field(10, ge=1)
+    # torch threads while scoring (evaluate, promote's rescoring); null = torch's default
+    threads: int | None = Field(1, ge=1, le=1024)
 
 
 # Metrics promotion.guard_tolerance may name: each is in reports/eval.json, higher is better.

@@ -41,7 +41,7 @@ from landmark_lora.artifacts import Layout, TrainReport, data_version
 from landmark_lora.config import Params, load_params, parse_overrides
 from landmark_lora.diffusion import trainer
 from landmark_lora.diffusion.checkpoints import run_key
-from landmark_lora.env import apply_offline_defaults
+from landmark_lora.env import apply_offline_defaults, pin_threads
 
 log = logs.get_logger(__name__)
 
@@ -63,6 +63,7 @@ class TrainResult:
 def run_training(params: Params, export: bool = True, log_mlflow: bool = True,
                  max_seconds: float | None = None) -> TrainResult:
     """Train on this process (one rank of a launch); rank 0 exports and writes the reports."""
+    pin_threads(params.train.threads)
     layout = Layout.of(params)
     session = trainer.setup(params, layout)
     run_dir = layout.train_runs / run_key(params, session.identity)
