@@ -152,6 +152,10 @@ class LoraConfig(_Section):
     targets: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
     text_encoder: bool = False
     text_encoder_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
+    # Pivotal tuning: one new token per landmark name in the captions, its embedding trained beside
+    # the LoRA (models/adapter/token_embeddings.safetensors; diffusion/token_embeddings.py).
+    train_token_embeddings: bool = False
+    token_embedding_lr: float = Field(1e-3, gt=0, le=10)
 
     @model_validator(mode="after")
     def _targets_given(self) -> LoraConfig:
@@ -228,6 +232,8 @@ class PromotionConfig(_Section):
     min_output_change: float = Field(1e-3, ge=0.0, description="mean |adapter - base| pixel change, 0..1")
     # Largest ||LoRA update|| / ||base weight|| of any adapted layer: above it training blew up.
     max_delta_ratio: float = Field(2.0, gt=0)
+    # Largest trained token-embedding norm / the base's mean token-embedding norm: above it, blown up.
+    max_embedding_ratio: float = Field(20.0, gt=0)
 
     @field_validator("guard_tolerance")
     @classmethod
