@@ -117,7 +117,8 @@ def test_ops_and_stages_do_not_import_each_other():
 
 # The files one stage hands on to another: spelled in artifacts.py only (Layout, typed readers).
 HANDED_ON = ("metadata.jsonl", "train.json", "eval.json", "promotion.json", "rejections.csv", "retrain.md",
-             "retrain.json", "retrain.html", "dvc-repro.log", "pytorch_lora_weights.safetensors")
+             "retrain.json", "retrain.html", "dvc-repro.log", "pytorch_lora_weights.safetensors",
+             "token_embeddings.safetensors")
 # A literal that is such a file name, or a path ending in one ("reports/eval.json", f"{dir}/eval.json").
 _HANDED_ON_PATH = re.compile(r"(?:^|[/\\])(?:" + "|".join(map(re.escape, HANDED_ON)) + r")$")
 # Where a name may be spelled besides artifacts.py, and why.

@@ -28,6 +28,7 @@ from landmark_lora.labels import MANIFEST
 SPLITS = ("train", "val")
 ADAPTER_DIR = "adapter"
 ADAPTER_WEIGHTS = "pytorch_lora_weights.safetensors"
+TOKEN_EMBEDDINGS = "token_embeddings.safetensors"  # lora.train_token_embeddings: beside the LoRA
 RAW_TABLE = "metadata.csv"
 REJECTIONS = "rejections.csv"
 METADATA = "metadata.jsonl"
@@ -106,6 +107,10 @@ class Layout:
     @property
     def adapter_weights(self) -> Path:
         return self.adapter_dir / ADAPTER_WEIGHTS
+
+    @property
+    def token_embeddings(self) -> Path:
+        return self.adapter_dir / TOKEN_EMBEDDINGS
 
     @property
     def train_runs(self) -> Path:

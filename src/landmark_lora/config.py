@@ -157,6 +157,10 @@ class LoraConfig(_Section):
     targets: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
     text_encoder: bool = False
     text_encoder_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj")
+    # Pivotal tuning: one new token per landmark name in the captions, its embedding trained beside
+    # the LoRA (models/adapter/token_embeddings.safetensors; diffusion/token_embeddings.py).
+    train_token_embeddings: bool = False
+    token_embedding_lr: float = Field(1e-3, gt=0, le=10)
 
     @model_validator(mode="after")
     def _targets_given(self) -> LoraConfig:
@@ -190,6 +194,9 @@ class TrainConfig(_Section):
     checkpoints_keep: int = Field(2, ge=1)
     cached_latents: bool = True
     num_workers: int = Field(0, ge=0)
+    # torch threads per process (torch.set_num_threads); null = torch's default (one per core).
+    # 1: on a busy 2-core machine torch's 2 threads trained 10x slower (docs/results.md).
+    threads: int | None = Field(1, ge=1, le=1024)
 
     @model_validator(mode="after")
     def _timesteps(self) -> TrainConfig:
@@ -211,6 +218,8 @@ class EvalConfig(_Section):
     # val photos at least this well (share right), from at least this many of them; above 1 = never.
     min_calibration: float = Field(0.6, ge=0.0)
     min_calibration_photos: int = Field(10, ge=1)
+    # torch threads while scoring (evaluate, promote's rescoring); null = torch's default
+    threads: int | None = Field(1, ge=1, le=1024)
 
 
 # Metrics promotion.guard_tolerance may name: each is in reports/eval.json, higher is better.
@@ -228,6 +237,8 @@ class PromotionConfig(_Section):
     min_output_change: float = Field(1e-3, ge=0.0, description="mean |adapter - base| pixel change, 0..1")
     # Largest ||LoRA update|| / ||base weight|| of any adapted layer: above it training blew up.
     max_delta_ratio: float = Field(2.0, gt=0)
+    # Largest trained token-embedding norm / the base's mean token-embedding norm: above it, blown up.
+    max_embedding_ratio: float = Field(20.0, gt=0)
 
     @field_validator("guard_tolerance")
     @classmethod

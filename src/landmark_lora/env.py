@@ -1,7 +1,8 @@
 """The process environment the pipeline runs in: offline and quiet by default.
 
-    from landmark_lora.env import apply_offline_defaults, venv_env
+    from landmark_lora.env import apply_offline_defaults, pin_threads, venv_env
     apply_offline_defaults()                       # at an entry point: os.environ, setdefault only
+    pin_threads(params.train.threads)              # torch.set_num_threads; None = torch's default
     subprocess.run(["dvc", "repro"], env=venv_env())   # a child that runs `landmark-lora ...`
 
 The one owner of these defaults: the CLI entry, the training entry point (torchrun / accelerate)
@@ -48,3 +49,16 @@ def venv_env() -> dict[str, str]:
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     apply_offline_defaults(env)
     return env
+
+
+def pin_threads(threads: int | None) -> int:
+    """``torch.set_num_threads(threads)`` (``train.threads`` / ``eval.threads``); None leaves torch's
+    default. Returns the count in effect. On a shared 2-core machine torch's default of one thread
+    per core trained 10x slower: a descheduled OpenMP thread stalls the other at every barrier."""
+    import torch
+
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1 or None, not {threads}")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()

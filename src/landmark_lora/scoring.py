@@ -40,7 +40,8 @@ from landmark_lora.config import Params
 from landmark_lora.diffusion.components import Components, base_fingerprint, resolve_base
 from landmark_lora.diffusion.latents import load_latents
 from landmark_lora.diffusion.loss import Encoder, Split, evaluate_loss
-from landmark_lora.diffusion.pipeline import load_pipeline
+from landmark_lora.diffusion.pipeline import load_adapter, load_pipeline
+from landmark_lora.diffusion.token_embeddings import added_tokens
 from landmark_lora.logs import get_logger
 from landmark_lora.metrics import NO_PERSON, background_consistency, classify_shot
 
@@ -141,7 +142,8 @@ def held_out_loss(params: Params, pipe) -> dict[str, float]:
     scheduler = DDPMScheduler.from_pretrained(resolve_base(params.model), subfolder="scheduler")
     parts = Components(path=Path("."), unet=pipe.unet, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
                        scheduler=scheduler)
-    text_lora = any("lora" in n for n, _ in pipe.text_encoder.named_parameters())
+    # a text-encoder LoRA or trained tokens: the cached caption embeddings (the base's) do not apply
+    text_lora = any("lora" in n for n, _ in pipe.text_encoder.named_parameters()) or bool(added_tokens(pipe.tokenizer))
     enc = Encoder(Split(entries, tensors=tensors), parts, pipe.unet.device, pipe.unet.dtype, text_lora)
     return evaluate_loss(pipe.unet, scheduler, enc, params.train.eval_timesteps, params.train.eval_seed)
 
@@ -179,7 +181,7 @@ def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None 
     pipe = load_pipeline(base, device="auto")  # fp32 (the toy-world base ships fp16), on the GPU when there is one
     base_loss = held_out_loss(params, pipe)
     base_images = generate(pipe, prompts, params)
-    pipe.load_lora_weights(str(adapter_dir))
+    load_adapter(pipe, adapter_dir)  # LoRA and trained token embeddings, as serving loads them
     adapter_loss = held_out_loss(params, pipe)
     adapter_images = generate(pipe, prompts, params)
     base_m = image_metrics(base_images, prompts, refs, classifiers)

@@ -3,14 +3,19 @@
     from landmark_lora.diffusion.pipeline import load_pipeline
     pipe = load_pipeline(base)                                   # fp32 on the CPU, DPM-Solver++, no safety checker
     pipe = load_pipeline(base, "models/adapter", device="auto")  # + the adapter, on the GPU when there is one
+    load_adapter(pipe, "models/adapter")                         # an adapter onto a pipeline already loaded
 
-Used by the evaluate stage, by serving (the MLflow pyfunc) and by the tests; nothing here downloads.
+Used by the evaluate stage, promote's rescoring, serving (the MLflow pyfunc) and the tests; nothing
+here downloads. ``load_adapter`` is the one way an adapter is applied: its LoRA and, when the folder
+has ``token_embeddings.safetensors`` (``lora.train_token_embeddings``), the trained landmark tokens.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from landmark_lora.artifacts import TOKEN_EMBEDDINGS
 
 if TYPE_CHECKING:  # diffusers/torch imports cost seconds: only when a pipeline is really loaded
     import torch
@@ -49,5 +54,18 @@ def load_pipeline(path: str | Path, adapter_dir: str | Path | None = None, dtype
     if device:
         pipe.to(device)
     if adapter_dir is not None:
-        pipe.load_lora_weights(str(adapter_dir))
+        load_adapter(pipe, adapter_dir)
     return pipe
+
+
+def load_adapter(pipe, adapter_dir: str | Path) -> list[str]:
+    """Apply an adapter to ``pipe``: the folder's trained token embeddings first (when it has them),
+    then its LoRA (``load_lora_weights``; a folder or one LoRA file). Returns the tokens added."""
+    from landmark_lora.diffusion.token_embeddings import apply_file
+
+    folder = Path(adapter_dir)
+    tokens = []
+    if folder.is_dir() and (folder / TOKEN_EMBEDDINGS).is_file():
+        tokens = apply_file(pipe.tokenizer, pipe.text_encoder, folder / TOKEN_EMBEDDINGS)
+    pipe.load_lora_weights(str(adapter_dir))
+    return tokens

@@ -32,6 +32,7 @@ import torch
 
 from landmark_lora.artifacts import Layout, data_version
 from landmark_lora.config import Params
+from landmark_lora.diffusion import token_embeddings
 from landmark_lora.diffusion.checkpoints import save_checkpoint, shared_resume_point
 from landmark_lora.diffusion.components import Components, base_fingerprint, load_components, resolve_base
 from landmark_lora.diffusion.latents import load_latents
@@ -115,6 +116,8 @@ class Session:
     dtype: torch.dtype
     fingerprint: str  # of the base model
     data_identity: str
+    tokens: list[str] = field(default_factory=list)  # landmark names with trained embeddings (pivotal tuning)
+    token_ids: list[int] = field(default_factory=list)
 
     @property
     def main(self) -> bool:
@@ -124,6 +127,27 @@ class Session:
     def identity(self) -> str:
         """What a checkpoint must match to be resumed: data, base and the number of processes."""
         return self.data_identity + self.fingerprint + str(self.accelerator.num_processes)
+
+
+def live_text(params: Params) -> bool:
+    """Whether training runs the text encoder on every step (its LoRA or token embeddings train)."""
+    return params.lora.text_encoder or params.lora.train_token_embeddings
+
+
+def add_landmark_tokens(parts: Components, params: Params, train: Split) -> tuple[list[str], list[int]]:
+    """``lora.train_token_embeddings``: one new token per catalogue landmark name the training
+    captions use (``diffusion.token_embeddings``); ([], []) when off."""
+    if not params.lora.train_token_embeddings:
+        return [], []
+    from landmark_lora.catalogue import load_catalogue
+
+    names = [lm.name_en for lm in load_catalogue(params.catalogue).values()]
+    tokens = token_embeddings.landmark_tokens((e["text"] for e in train.entries), names)
+    if not tokens:
+        raise ValueError("lora.train_token_embeddings: no catalogue landmark name occurs in the training captions; "
+                         "check caption.template's {landmark} part or set it to false")
+    log.info("train: trainable token embeddings for %d landmark names: %s", len(tokens), ", ".join(tokens))
+    return tokens, token_embeddings.add_tokens(parts.tokenizer, parts.text_encoder, tokens)
 
 
 def mixed_precision(cfg) -> str:
@@ -153,10 +177,15 @@ def add_lora(parts: Components, params: Params) -> list:
     return trainable
 
 
-def make_optimizer(trainable: list, cfg, device: torch.device):
+def make_optimizer(trainable: list, cfg, device: torch.device, embeddings=None, embedding_lr: float = 0.0):
+    """AdamW over the LoRA tensors, plus the token-embedding table (its own lr, no weight decay, so
+    its masked rows never move) when given; cosine decay with warm-up."""
     from diffusers.optimization import get_scheduler
 
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
+    groups = [{"params": trainable}]
+    if embeddings is not None:
+        groups.append({"params": [embeddings], "lr": embedding_lr, "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
                                   weight_decay=cfg.weight_decay,
                                   # fused kernels on CUDA; multi-tensor (foreach) elsewhere: the
                                   # per-tensor loop costs ~3 ms a step on the tiny model's many LoRA tensors
@@ -166,22 +195,37 @@ def make_optimizer(trainable: list, cfg, device: torch.device):
     return optimizer, lr_scheduler
 
 
-def register_lora_hooks(accelerator) -> None:
-    """Checkpoints hold only the LoRA weights, not the frozen base."""
+TOKEN_ROWS = "landmark_lora.token_embeddings"  # checkpoint key of the trained token rows
+
+
+def register_lora_hooks(accelerator, token_ids: list[int] | None = None) -> None:
+    """Checkpoints hold only the LoRA weights (and the trained token rows), not the frozen base."""
     from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
     from safetensors.torch import load_file, save_file
 
+    def trained_rows(model) -> bool:  # the text encoder, when its token embeddings train
+        return bool(token_ids) and hasattr(model, "get_input_embeddings") and not hasattr(model, "conv_in")
+
     def save_hook(hook_models, weights, out_dir):
         for i, m in enumerate(hook_models):
+            model = accelerator.unwrap_model(m)
+            state = get_peft_model_state_dict(model) if getattr(model, "peft_config", None) else {}
+            if trained_rows(model):
+                state[TOKEN_ROWS] = model.get_input_embeddings().weight[token_ids].detach().clone()
             if accelerator.is_main_process:
-                save_file(get_peft_model_state_dict(accelerator.unwrap_model(m)),
-                          os.path.join(out_dir, f"lora_{i}.safetensors"))
+                save_file(state, os.path.join(out_dir, f"lora_{i}.safetensors"))
         weights.clear()
 
     def load_hook(hook_models, in_dir):
         for i, m in enumerate(list(hook_models)):
-            set_peft_model_state_dict(accelerator.unwrap_model(m),
-                                      load_file(os.path.join(in_dir, f"lora_{i}.safetensors")))
+            model = accelerator.unwrap_model(m)
+            state = load_file(os.path.join(in_dir, f"lora_{i}.safetensors"))
+            rows = state.pop(TOKEN_ROWS, None)
+            if rows is not None and trained_rows(model):
+                with torch.no_grad():
+                    model.get_input_embeddings().weight[token_ids] = rows.to(model.get_input_embeddings().weight)
+            if getattr(model, "peft_config", None):
+                set_peft_model_state_dict(model, state)
         hook_models.clear()
 
     accelerator.register_save_state_pre_hook(save_hook)
@@ -205,23 +249,26 @@ def setup(params: Params, layout: Layout) -> Session:
     accelerator.wait_for_everyone()
     base = base or resolve_base(params.model)
     fingerprint = base_fingerprint(base)
-    text_lora = params.lora.text_encoder
-    parts = load_components(base, unet=True, vae=not cfg.cached_latents, text=text_lora or not cfg.cached_latents)
+    text_live = live_text(params)
+    parts = load_components(base, unet=True, vae=not cfg.cached_latents, text=text_live or not cfg.cached_latents)
     for module in (parts.vae, parts.text_encoder, parts.unet):
         if module is not None:
             module.to(accelerator.device, dtype=dtype)
 
     train, val, identity = load_data(params, layout, fingerprint)
+    tokens, token_ids = add_landmark_tokens(parts, params, train)
     trainable = add_lora(parts, params)
+    table = token_embeddings.train_rows(parts.text_encoder, token_ids) if token_ids else None  # after peft froze it
     if cfg.gradient_checkpointing:
         parts.unet.enable_gradient_checkpointing()
     parts.unet.train()
-    optimizer, lr_scheduler = make_optimizer(trainable, cfg, accelerator.device)
-    prepared = accelerator.prepare(*([parts.unet] + ([parts.text_encoder] if text_lora else [])), optimizer)
+    optimizer, lr_scheduler = make_optimizer(trainable, cfg, accelerator.device, table, params.lora.token_embedding_lr)
+    prepared = accelerator.prepare(*([parts.unet] + ([parts.text_encoder] if text_live else [])), optimizer)
     accelerator.register_for_checkpointing(lr_scheduler)
-    register_lora_hooks(accelerator)
-    return Session(params, accelerator, parts, prepared[0], prepared[1] if text_lora else None, prepared[-1],
-                   lr_scheduler, trainable, train, val, dtype, fingerprint, identity)
+    register_lora_hooks(accelerator, token_ids)
+    return Session(params, accelerator, parts, prepared[0], prepared[1] if text_live else None, prepared[-1],
+                   lr_scheduler, trainable + ([table] if table is not None else []), train, val, dtype, fingerprint,
+                   identity, tokens, token_ids)
 
 
 # ---------------------------------------------------------------- the steps
@@ -311,7 +358,7 @@ def train_steps(s: Session, start: Start, run_dir: Path, run_id: str | None, bar
                 log_metrics: Callable[[dict, int], None] | None = None, max_seconds: float | None = None) -> Trained:
     """Steps ``start.step + 1 .. train.max_steps`` (fewer when the loss diverges or time runs out)."""
     cfg, acc = s.params.train, s.accelerator
-    text_lora = s.params.lora.text_encoder
+    text_lora = live_text(s.params)
     train_enc = Encoder(s.train, s.parts, acc.device, s.dtype, text_lora)
     val_enc = Encoder(s.val, s.parts, acc.device, s.dtype, text_lora)
     plan = BatchPlan(s.train, cfg.batch_size, acc.num_processes, cfg.seed)

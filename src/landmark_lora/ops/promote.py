@@ -28,6 +28,7 @@ from pathlib import Path
 from landmark_lora import fsutil, registry
 from landmark_lora.artifacts import EvalReport, Layout, TrainReport, data_version
 from landmark_lora.config import Params
+from landmark_lora.env import pin_threads
 from landmark_lora.locking import locked
 from landmark_lora.logs import get_logger
 from landmark_lora.ops.promote_rules import Decision, decide, finite, sanity_gates
@@ -115,6 +116,7 @@ def rescore(params: Params, version, client) -> dict:
 
     from landmark_lora.scoring import score_adapter
 
+    pin_threads(params.eval.threads)
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="adapter", dst_path=tmp)
         metrics, _ = score_adapter(params, Path(local))

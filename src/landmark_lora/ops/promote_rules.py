@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from landmark_lora.artifacts import ADAPTER_WEIGHTS
+from landmark_lora.artifacts import ADAPTER_WEIGHTS, TOKEN_EMBEDDINGS
 from landmark_lora.config import Params
 
 
@@ -60,7 +60,28 @@ def sanity_gates(metrics: dict, adapter_dir: Path | None, params: Params) -> lis
                                 f"cannot check them, e.g. {delta.unchecked[0]}")
             if not delta.checked:
                 problems.append(f"{adapter_dir} holds no LoRA layer the blow-up gate recognises")
+        problems += embedding_problems(adapter_dir, params)
     return problems
+
+
+def embedding_problems(adapter_dir: Path, params: Params) -> list[str]:
+    """The blow-up gate of trained token embeddings (``lora.train_token_embeddings``): none is
+    longer than ``promotion.max_embedding_ratio`` x the base's mean token-embedding norm."""
+    path = Path(adapter_dir) / TOKEN_EMBEDDINGS
+    if not path.is_file():
+        return []
+    from landmark_lora.diffusion.components import resolve_base
+    from landmark_lora.diffusion.token_embeddings import embedding_ratio
+
+    limit = params.promotion.max_embedding_ratio
+    try:
+        ratio, token = embedding_ratio(path, resolve_base(params.model))
+    except Exception as err:  # a truncated or foreign file: the adapter cannot be trusted
+        return [f"{path}: cannot read the trained token embeddings ({err})"]
+    if ratio > limit:
+        return [f"the trained embedding of {token!r} is {ratio:.1f}x the base's mean token-embedding norm "
+                f"(> promotion.max_embedding_ratio {limit}): training blew up"]
+    return []
 
 
 # Each LoRA key format as (down suffix, up suffix): peft, diffusers/kohya, kohya (older).

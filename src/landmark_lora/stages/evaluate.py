@@ -27,6 +27,7 @@ from PIL import Image, ImageDraw
 from landmark_lora import fsutil
 from landmark_lora.artifacts import EvalReport, Layout, TrainReport, data_version
 from landmark_lora.config import Params
+from landmark_lora.env import pin_threads
 from landmark_lora.logs import get_logger
 from landmark_lora.scoring import classifier_report, held_out_loss, image_metrics, prompt_set, score_adapter
 
@@ -113,6 +114,7 @@ def write_html(path: Path, metrics: dict, grids: dict[str, Path]) -> None:
 
 def evaluate(params: Params) -> dict:
     """Score ``models/adapter`` against the base; write eval.json, the grids and eval.html; log to MLflow."""
+    pin_threads(params.eval.threads)
     layout = Layout.of(params)
     if not layout.adapter_weights.exists():
         raise FileNotFoundError(f"{layout.adapter_weights}: no adapter; run `dvc repro train` first")

@@ -39,9 +39,9 @@ import torch
 from landmark_lora import fsutil, logs
 from landmark_lora.artifacts import Layout, TrainReport, data_version
 from landmark_lora.config import Params, load_params, parse_overrides
-from landmark_lora.diffusion import trainer
+from landmark_lora.diffusion import token_embeddings, trainer
 from landmark_lora.diffusion.checkpoints import run_key
-from landmark_lora.env import apply_offline_defaults
+from landmark_lora.env import apply_offline_defaults, pin_threads
 
 log = logs.get_logger(__name__)
 
@@ -63,6 +63,7 @@ class TrainResult:
 def run_training(params: Params, export: bool = True, log_mlflow: bool = True,
                  max_seconds: float | None = None) -> TrainResult:
     """Train on this process (one rank of a launch); rank 0 exports and writes the reports."""
+    pin_threads(params.train.threads)
     layout = Layout.of(params)
     session = trainer.setup(params, layout)
     run_dir = layout.train_runs / run_key(params, session.identity)
@@ -97,9 +98,12 @@ def _finish(params: Params, layout: Layout, session: trainer.Session, done: trai
     if not export:
         return
     unwrap = session.accelerator.unwrap_model
+    text_encoder = unwrap(session.text_encoder) if session.text_encoder is not None else None
+    # the trained landmark tokens (or, without them, no stale file from an earlier run)
+    token_embeddings.save(layout.token_embeddings, text_encoder, session.tokens, session.token_ids,
+                          {"base_model": params.model.base, "base_fingerprint": session.fingerprint})
     result.adapter_dir = _export(params, layout, unwrap(session.unet),
-                                 unwrap(session.text_encoder) if session.text_encoder is not None else None,
-                                 session.fingerprint)
+                                 text_encoder if params.lora.text_encoder else None, session.fingerprint)
     if mlflow_run:
         import mlflow
 
