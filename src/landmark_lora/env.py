@@ -62,3 +62,15 @@ def pin_threads(threads: int | None) -> int:
             raise ValueError(f"threads must be >= 1 or None, not {threads}")
         torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux /proc), or None where that cannot be read. The
+    retrain flow reports it as its start-up time: imports, Prefect's server, until the flow body."""
+    try:
+        after_name = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started_ticks = int(after_name[19])  # field 22, starttime, in clock ticks since boot
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return round(uptime - started_ticks / os.sysconf("SC_CLK_TCK"), 2)
+    except (OSError, ValueError, IndexError):
+        return None

@@ -227,3 +227,13 @@ def test_two_processes_never_hold_the_lock_at_once(tmp_path):
     spans = sorted((json.loads(p.communicate(timeout=60)[0]) for p in procs), key=lambda s: s["start"])
     assert spans[0]["end"] <= spans[1]["start"], spans
     assert spans[1]["waited"] > 0.5  # the second trigger waited for the first
+
+
+def test_stage_times_come_from_the_clock_marks_after_each_running_stage_line():
+    from landmark_lora.retrain.dvc import _CLOCK, stage_seconds
+
+    lines = ["Stage 'validate' didn't change, skipping", "Running stage 'preprocess':", f"{_CLOCK}100.0",
+             "> landmark-lora preprocess", "Running stage 'train':", f"{_CLOCK}103.5", "> landmark-lora train",
+             "Updating lock file 'dvc.lock'", f"{_CLOCK}160.25"]
+    assert stage_seconds(lines) == {"preprocess": 3.5, "train": 56.75}
+    assert stage_seconds(["Data and pipelines are up to date.", f"{_CLOCK}5.0"]) == {}

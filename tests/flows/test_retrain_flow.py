@@ -100,6 +100,25 @@ def test_first_run_samples_ingests_trains_registers_and_reports(ws, first_run, m
     print(f"first run: {seconds:.0f} s")
 
 
+def test_first_run_reports_and_logs_the_time_of_every_phase(ws, first_run):
+    """reports/retrain.json, the markdown and the MLflow run hold a time per phase; the phases add
+    up to (no more than) the flow's own wall time."""
+    outcome, seconds = first_run
+    timings = outcome["timings"]
+    stages = ["dvc:validate", "dvc:preprocess", "dvc:cache_latents", "dvc:train", "dvc:evaluate"]
+    assert [k for k in timings if k.startswith("dvc:")] == stages
+    for phase in ("start-up", "detect", "ingest", "dvc", "promote", *stages):
+        assert timings[phase] >= 0, phase
+    assert timings["dvc:train"] > timings["dvc:validate"] > 0
+    assert sum(v for k, v in timings.items() if k != "start-up") <= seconds + 1
+    assert json.loads((ws / "reports/retrain.json").read_text())["timings"]["dvc:train"] == timings["dvc:train"]
+    md = (ws / "reports/retrain.md").read_text()
+    assert "## Time per phase" in md and "| dvc:train |" in md and "of everything else" in md
+    logged = _runs()[0].data.metrics
+    assert logged["time/dvc.train_s"] == timings["dvc:train"] and "time/report_s" in logged
+    assert logged["time/total_s"] == pytest.approx(logged["time/loops_s"] + logged["time/overhead_s"], abs=0.02)
+
+
 @pytest.mark.skipif(not CHROMIUM.is_file(), reason="browser check of the real reports/retrain.html skipped: "
                     "/usr/bin/chromium is missing (apt-get install -y chromium; .ci/run tries that)")
 def test_first_run_report_page_opens_offline_with_every_image(ws, first_run, tmp_path):

@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from landmark_lora.artifacts import Layout
@@ -36,6 +37,8 @@ def dvc_add_raw(raw: Path) -> bool:
 class ReproResult:
     stages_run: list[str]
     log_path: str
+    # Wall seconds per stage that ran, from its "Running stage" line to the next stage's (or the end).
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def up_to_date(self) -> bool:
@@ -43,6 +46,7 @@ class ReproResult:
 
 
 _RUNNING = re.compile(r"^Running stage '([^']+)'")
+_CLOCK = "\x00clock "  # a line no process prints: _repro_process's own time marks
 _FAILED = re.compile(r"ERROR: failed to reproduce '([^']+)': (.*)")
 _EXITED = re.compile(r"exited with (-?\d+)\b")
 # Progress bars, warnings and libraries' own log lines ("[transformers] ... requires torchvision"):
@@ -106,9 +110,25 @@ def _repro_process(workdir: Path, env: dict[str, str], on_line: Log) -> tuple[in
     for raw in proc.stdout:
         line = clean_line(raw)
         lines.append(line)
+        if _RUNNING.match(line):
+            lines.append(f"{_CLOCK}{time.monotonic():.3f}")  # when the stage started (dropped from the log)
         if line and not _NOISE.search(line):
             on_line(line)
+    lines.append(f"{_CLOCK}{time.monotonic():.3f}")
     return proc.wait(), lines
+
+
+def stage_seconds(lines: list[str]) -> dict[str, float]:
+    """Wall seconds per stage from the clock marks _repro_process puts after each "Running stage"."""
+    marks: list[tuple[str | None, float]] = []
+    current: str | None = None
+    for line in lines:
+        running = _RUNNING.match(line)
+        if running:
+            current = running.group(1)
+        elif line.startswith(_CLOCK):
+            marks.append((current, float(line[len(_CLOCK):])))
+    return {stage: round(marks[i + 1][1] - t, 2) for i, (stage, t) in enumerate(marks[:-1]) if stage}
 
 
 def run_dvc_repro(workdir: Path, flow_run_id: str | None, log: Log = say, layout: Layout | None = None) -> ReproResult:
@@ -119,11 +139,12 @@ def run_dvc_repro(workdir: Path, flow_run_id: str | None, log: Log = say, layout
     env = venv_env()  # this install first on PATH, offline defaults
     if flow_run_id:
         env["PREFECT__FLOW_RUN_ID"] = str(flow_run_id)
-    rc, lines = _repro_process(Path(workdir), env, log)
+    rc, marked = _repro_process(Path(workdir), env, log)
+    lines = [x for x in marked if not x.startswith(_CLOCK)]
     log_path = Path(workdir) / (layout or Layout.of(Params())).repro_log
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     if rc:
         raise parse_dvc_failure("\n".join(lines), rc)
     stages = [m.group(1) for m in (_RUNNING.match(x) for x in lines) if m]
-    return ReproResult(stages, str(log_path))
+    return ReproResult(stages, str(log_path), stage_seconds(marked))

@@ -35,6 +35,7 @@ from prefect.tasks import exponential_backoff
 
 from landmark_lora.artifacts import Layout
 from landmark_lora.config import load_params
+from landmark_lora.env import process_age_s
 from landmark_lora.locking import LockBusy, lock_path, pipeline_lock
 from landmark_lora.logs import ROOT
 from landmark_lora.registry import champion_version
@@ -44,7 +45,7 @@ from landmark_lora.retrain.dvc import ReproResult, run_dvc_repro
 from landmark_lora.retrain.errors import StageFailed, is_transient_error, say
 from landmark_lora.retrain.intake import IngestSummary, ingest_photos, render_sample_if_empty
 from landmark_lora.retrain.outcome import Failure, Outcome, Photos
-from landmark_lora.retrain.report import publish
+from landmark_lora.retrain.report import log_timings, publish
 from landmark_lora.tracking import scrub_text
 
 
@@ -138,8 +139,10 @@ def _retrain_locked(params_path: str, root: Path, force: bool, min_new_photos: i
         say("sample_if_empty ignored: synthetic photos are never rendered in a deployment (prefect.yaml)")
     elif sample_if_empty:
         render_sample_if_empty(params)  # also refuses when data/raw.dvc or a champion exists
-    found = detect_photos(params_path)
-    ingested = ingest_task(params_path) if found.pending else IngestSummary()
+    with outcome.timed("detect"):
+        found = detect_photos(params_path)
+    with outcome.timed("ingest"):
+        ingested = ingest_task(params_path) if found.pending else IngestSummary()
     untrained = untrained_photos(params)
     outcome.photos = Photos(found.pending, ingested, untrained)
     if not force and untrained < min_new_photos and not found.unpromoted_run:
@@ -151,12 +154,14 @@ def _retrain_locked(params_path: str, root: Path, force: bool, min_new_photos: i
     champion_before = champion_version(params)
     fr_id = outcome.flow_run_id
     try:
-        repro = dvc_repro(str(root), fr_id, params_path)
+        with outcome.timed("dvc"):
+            repro = dvc_repro(str(root), fr_id, params_path)
     except StageFailed as err:
         if not err.transient:
             close_orphans(params, fr_id, keep=None)
         return _failed(outcome, Failure(err.stage, err.cause, err.transient, err.details), champion_before)
     outcome.stages_run, outcome.repro_log = repro.stages_run, repro.log_path
+    _split_dvc_time(outcome, repro)
     run_id = unpromoted_run(params)
     close_orphans(params, fr_id, keep=run_id)
     if run_id is None:
@@ -164,7 +169,8 @@ def _retrain_locked(params_path: str, root: Path, force: bool, min_new_photos: i
         say(reason)
         return outcome.finish("up_to_date", reason, champion=champion_before)
     try:
-        report = promote_task(params_path)
+        with outcome.timed("promote"):
+            report = promote_task(params_path)
     except Exception as err:
         outcome.mlflow_run_id = run_id
         return _failed(outcome, Failure("promote", f"{type(err).__name__}: {err}", is_transient_error(err), ""),
@@ -174,6 +180,14 @@ def _retrain_locked(params_path: str, root: Path, force: bool, min_new_photos: i
     return outcome.finish("trained", reason, mlflow_run_id=run_id, decision=report["decision"],
                           decision_reason=report["reason"], challenger_version=report["challenger"]["version"],
                           champion=report["champion"])
+
+
+def _split_dvc_time(outcome: Outcome, repro: ReproResult) -> None:
+    """Replace the one ``dvc`` timing by each stage's and what DVC itself took around them."""
+    total = outcome.timings.pop("dvc", 0.0)
+    for stage, seconds in repro.stage_seconds.items():
+        outcome.timings[f"dvc:{stage}"] = seconds
+    outcome.timings["dvc"] = round(max(0.0, total - sum(repro.stage_seconds.values())), 2)
 
 
 def _failed(outcome: Outcome, failure: Failure, champion: str | None) -> Outcome:
@@ -198,6 +212,9 @@ def retrain(force: bool = False, min_new_photos: int = 1, workdir: str = ".", pa
     with working_directory(workdir) as root:
         params = load_params(params_path)
         outcome = Outcome(flow_run_id=flow_run.get_id(), workdir=str(root))
+        startup = process_age_s()
+        if startup is not None:
+            outcome.timings["start-up"] = startup
         try:
             wait_s = 0.0 if if_busy == "skip" else lock_timeout_s
             with pipeline_lock(lock_path(params), wait_s=wait_s, owner=f"flow run {outcome.flow_run_id}") as waited:
@@ -209,7 +226,9 @@ def retrain(force: bool = False, min_new_photos: int = 1, workdir: str = ".", pa
             reason = f"skipped: {busy}"
             say(reason)
             outcome.finish("busy", reason)
-        public = publish_report(outcome, params_path)
+        with outcome.timed("report"):
+            public = publish_report(outcome, params_path)
+        log_timings(params, outcome)  # with the report's own time, which the report cannot hold
     if public["status"] == "failed":
         raise RetrainFailed(public["reason"])
     return public

@@ -11,6 +11,9 @@ Statuses: ``trained`` (pipeline ran, promote judged), ``up_to_date`` (nothing st
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -52,6 +55,18 @@ class Outcome:
     challenger_version: str | None = None
     champion: str | None = None
     failure: Failure | None = None
+    # Seconds per phase, in the order they ran: start-up, detect, ingest, dvc:<stage> (each stage
+    # dvc ran), dvc (DVC's own work around them), promote, report.
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Add the block's wall time to ``timings[phase]`` (also when it raises)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[phase] = round(self.timings.get(phase, 0.0) + time.perf_counter() - t0, 2)
 
     def finish(self, status: Status, reason: str, **fields) -> Outcome:
         """Set the final status and reason (and any other field); returns self."""

@@ -15,8 +15,11 @@ from typing import Any
 from landmark_lora import fsutil
 from landmark_lora.artifacts import EvalReport, Layout
 from landmark_lora.config import Params
+from landmark_lora.logs import get_logger
 from landmark_lora.retrain.detect import read_json, read_report
 from landmark_lora.retrain.outcome import Outcome
+
+_log = get_logger(__name__)
 
 
 def mlflow_ui_command(params: Params) -> str:
@@ -88,6 +91,47 @@ def metrics_table(params: Params) -> list[str]:
     return rows
 
 
+def time_split(outcome: dict, params: Params) -> dict[str, float] | None:
+    """Seconds of the run in all, in the loops (training steps + the evaluate stage, which is
+    generation and scoring) and everything else: start-up, imports, DVC, ingest, promote."""
+    timings = outcome.get("timings") or {}
+    if not timings:
+        return None
+    total = sum(v for k, v in timings.items() if k != "report")
+    train = read_json(Layout.of(params).train_json) if "dvc:train" in timings else {}
+    loops = float(train.get("steps") or 0) * float(train.get("seconds_per_step") or 0) + timings.get("dvc:evaluate", 0.0)
+    return {"total_s": round(total, 2), "loops_s": round(loops, 2), "overhead_s": round(total - loops, 2)}
+
+
+def timing_lines(outcome: dict, params: Params) -> list[str]:
+    split = time_split(outcome, params)
+    if split is None:
+        return []
+    rows = ["## Time per phase", "", "| phase | seconds |", "|---|---|"]
+    rows += [f"| {phase} | {seconds:.1f} |" for phase, seconds in outcome["timings"].items()]
+    rows += ["", f"In all {split['total_s']:.1f} s: {split['loops_s']:.1f} s in the training steps and the evaluate "
+                 f"stage, {split['overhead_s']:.1f} s of everything else (start-up, detect, ingest, DVC, the other "
+                 "stages, promote).", ""]
+    return rows
+
+
+def log_timings(params: Params, outcome: Outcome) -> None:
+    """The phase times as metrics ``time/<phase>_s`` on the MLflow run this retrain trained."""
+    if not outcome.mlflow_run_id or not outcome.timings:
+        return
+    from landmark_lora.registry import client
+
+    split = time_split(outcome.to_dict(), params) or {}
+    metrics = {f"time/{phase.replace(':', '.')}_s": seconds for phase, seconds in outcome.timings.items()}
+    metrics.update({f"time/{k}": v for k, v in split.items()})
+    try:
+        mlflow_client = client(params)
+        for key, value in metrics.items():
+            mlflow_client.log_metric(outcome.mlflow_run_id, key, value)
+    except Exception as err:  # noqa: BLE001 - timings are a nicety: never fail a finished run over them
+        _log.warning("could not log phase times to MLflow run %s: %s", outcome.mlflow_run_id, err)
+
+
 def render_report(outcome: dict, params: Params) -> str:
     """The markdown published as the Prefect artifact (and written to reports/retrain.md)."""
     status = outcome["status"]
@@ -129,6 +173,7 @@ def render_report(outcome: dict, params: Params) -> str:
     if outcome.get("mlflow_run_id"):
         lines += ["## MLflow", "", f"- run: `{outcome['mlflow_run_id']}`",
                   f"- open: `{mlflow_ui_command(params)}`", ""]
+    lines += timing_lines(outcome, params)
     lines += ["## Where to look", ""] + [f"- {k}: `{v}`" for k, v in where_to_look(params)]
     return "\n".join(lines) + "\n"
 
