@@ -9,10 +9,15 @@ Rules, in order (every decision and its reason land in version tags and reports/
    times the weights it changes, it loaded (evaluate ran it) and it changes the output by at
    least ``promotion.min_output_change``. A NaN, diverged or unloadable adapter is never promoted.
 2. No champion yet: the challenger becomes champion (it passed the gates).
-3. Same eval data: if the champion was scored on another data version, it is scored again on
-   the current val data first (its adapter comes back from MLflow).
+3. Same evaluation: if the champion was scored under another eval fingerprint (another data
+   version, base, ``eval.*``, ``train.eval_*``, caption config or metrics code:
+   ``scoring.eval_fingerprint``), it is scored again the challenger's way first (its adapter
+   comes back from MLflow); ``promote_rules.rescore_reason`` says why.
 4. Primary: eval_loss must drop by at least ``promotion.min_improvement`` (relative).
 5. Guards: no metric in ``promotion.guard_tolerance`` may drop by more than its tolerance.
+
+Before registering, reports/eval.json must belong to reports/train.json (same MLflow run, same
+data version) and to the current params (same eval fingerprint); otherwise promote refuses.
 
 The rules themselves are pure functions in landmark_lora.ops.promote_rules; the registry calls
 (aliases, versions, half-registered clean-up) are landmark_lora.registry's.
@@ -30,7 +35,7 @@ from landmark_lora.artifacts import EvalReport, Layout, TrainReport, data_versio
 from landmark_lora.config import Params
 from landmark_lora.locking import locked
 from landmark_lora.logs import get_logger
-from landmark_lora.ops.promote_rules import Decision, decide, finite, sanity_gates
+from landmark_lora.ops.promote_rules import Decision, decide, finite, rescore_reason, sanity_gates
 from landmark_lora.registry import (
     CHALLENGER,
     CHAMPION,
@@ -58,23 +63,48 @@ def _train_run_id(params: Params) -> str:
     return run_id
 
 
-def _version_tags(params: Params, client, run_id: str) -> dict[str, str]:
+def matching_evaluation(params: Params) -> EvalReport:
+    """reports/eval.json, when it scored the training run of reports/train.json, on its data
+    version, under the eval fingerprint the current params give. Else PromotionError: e.g.
+    `dvc repro train` retrained without evaluating, and eval.json still scores the previous adapter."""
+    from landmark_lora.scoring import eval_fingerprint
+
+    layout = Layout.of(params)
+    if not layout.eval_json.exists():
+        raise FileNotFoundError(f"{layout.eval_json}: not found; run `dvc repro evaluate` first")
+    train, evaluation = TrainReport.read(layout.train_json), EvalReport.read(layout.eval_json)
+    problems = []
+    if evaluation.mlflow_run_id != train.mlflow_run_id:
+        problems.append(f"it scored MLflow run {evaluation.mlflow_run_id or '(none)'} but {layout.train_json} is "
+                        f"run {train.mlflow_run_id}")
+    if evaluation.data_version != train.data_version:
+        problems.append(f"it scored data version {evaluation.data_version or '(none)'} but {layout.train_json} "
+                        f"trained on {train.data_version}")
+    if not problems:
+        expected = eval_fingerprint(params, evaluation.data_version or "")
+        if evaluation.get("eval_fingerprint") != expected:
+            problems.append(f"it was scored under eval fingerprint {evaluation.get('eval_fingerprint', '(none)')} "
+                            f"but the current params give {expected} (eval.*, train.eval_*, caption or model.base "
+                            "changed since)")
+    if problems:
+        raise PromotionError(f"refusing to register: {layout.eval_json} does not belong to this training run: "
+                             + "; ".join(problems) + ". Run `dvc repro` (it evaluates the new adapter), then promote")
+    return evaluation
+
+
+def _version_tags(params: Params, client, run_id: str, evaluation: EvalReport) -> dict[str, str]:
     """The tags every registered version carries: where it came from and how it scored."""
     from landmark_lora.tracking import git_sha, scrub
 
-    path = Layout.of(params).eval_json
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not found; run `dvc repro evaluate` first")
-    evaluation = EvalReport.read(path)
     run = client.get_run(run_id)
     tags = {
         "git_sha": run.data.tags.get("git_sha", git_sha()),
         "base_model": params.model.base,
         "mlflow_run_id": run_id,
+        "data_version": evaluation.get("data_version", ""),
+        "eval_fingerprint": evaluation.get("eval_fingerprint", ""),
     }
-    if evaluation.scores_run(run_id):  # eval.json scored this very run
-        tags["data_version"] = evaluation.get("data_version", "")
-        tags.update({k: str(evaluation.get(k)) for k in METRIC_KEYS if evaluation.get(k) is not None})
+    tags.update({k: str(evaluation.get(k)) for k in METRIC_KEYS if evaluation.get(k) is not None})
     return scrub(tags)
 
 
@@ -85,6 +115,7 @@ def _find_or_register(params: Params, client):
     from landmark_lora.serving import log_adapter_model
 
     run_id = _train_run_id(params)
+    evaluation = matching_evaluation(params)
     name = params.promotion.registered_model
 
     def log_model():
@@ -93,7 +124,7 @@ def _find_or_register(params: Params, client):
 
     version, reused = registry.register(client, name, run_id, log_model)
     have = (client.get_model_version(name, version.version).tags or {}) if reused else {}
-    for k, v in _version_tags(params, client, run_id).items():
+    for k, v in _version_tags(params, client, run_id, evaluation).items():
         if k not in have:  # a reused version keeps what it has (e.g. a rescore), gets what it lacks
             client.set_model_version_tag(name, version.version, k, v)
     return client.get_model_version(name, version.version)
@@ -113,7 +144,7 @@ def rescore(params: Params, version, client) -> dict:
     """Score a registered version on the current val data; update its tags. Returns metrics."""
     import mlflow
 
-    from landmark_lora.scoring import score_adapter
+    from landmark_lora.scoring import eval_fingerprint, score_adapter
 
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="adapter", dst_path=tmp)
@@ -124,6 +155,7 @@ def rescore(params: Params, version, client) -> dict:
         if finite(metrics.get(k)):
             client.set_model_version_tag(name, version.version, k, str(metrics[k]))
     client.set_model_version_tag(name, version.version, "data_version", current)
+    client.set_model_version_tag(name, version.version, "eval_fingerprint", eval_fingerprint(params, current))
     client.set_model_version_tag(name, version.version, "rescored_at", time.strftime("%Y-%m-%dT%H:%M:%S"))
     return {k: metrics[k] for k in METRIC_KEYS if k in metrics}
 
@@ -194,20 +226,21 @@ def _promote(params: Params, client, force: bool) -> dict:
                           "again; train a new run, or ask for it with `landmark-lora promote --force`")
     client.set_registered_model_alias(name, CHALLENGER, challenger.version)
     current = data_version(Layout.of(params))
-    champ_metrics, rescored = None, False
+    champ_metrics, why = None, None
     if champion is not None:
-        if champion.tags.get("data_version") != current:
-            champ_metrics, rescored = rescore(params, champion, client), True
-        else:
-            champ_metrics = version_metrics(champion)
+        why = rescore_reason(champion.tags or {}, current, (challenger.tags or {}).get("eval_fingerprint") or None)
+        champ_metrics = rescore(params, champion, client) if why else version_metrics(champion)
     gates = sanity_gates(chall_metrics, Layout.of(params).adapter_dir, params)
     decision = decide(chall_metrics, champ_metrics, params, gates)
+    if why:
+        decision.checks.insert(0, f"champion version {champion.version} scored again first: {why}")
     if rolled_back:
         decision.checks.append(f"version {challenger.version} had been rolled back; judged again on request (--force)")
-    return _record(params, client, challenger, champion, decision, chall_metrics, champ_metrics, rescored)
+    return _record(params, client, challenger, champion, decision, chall_metrics, champ_metrics, why)
 
 
-def _record(params, client, challenger, champion, decision: Decision, chall_metrics, champ_metrics, rescored) -> dict:
+def _record(params, client, challenger, champion, decision: Decision, chall_metrics, champ_metrics,
+            rescored: str | None) -> dict:
     """Write the decision. The ``promotion_decision`` tag is the commit mark, set after the alias
     moved: a version without it is an unfinished attempt (discard_half_registered)."""
     name = params.promotion.registered_model
@@ -226,7 +259,8 @@ def _record(params, client, challenger, champion, decision: Decision, chall_metr
         "checks": decision.checks,
         "challenger": {"version": str(challenger.version), "run_id": challenger.run_id, "metrics": chall_metrics},
         "previous_champion": None if champion is None else {
-            "version": str(champion.version), "run_id": champion.run_id, "metrics": champ_metrics, "rescored": rescored},
+            "version": str(champion.version), "run_id": champion.run_id, "metrics": champ_metrics, "rescored": bool(rescored),
+            "rescore_reason": rescored},
         "champion": None if now_champion is None else str(now_champion.version),
         "registered_model": name,
         "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
