@@ -125,7 +125,7 @@ def cmd_promote(params: Params, args: argparse.Namespace) -> int:
         report = rollback(params, args.reason or "manual rollback")
         print(f"promote: rolled back: champion is now version {report['champion']} (was {report['from_version']})")
         return 0
-    report = promote(params, force=args.force)
+    report = promote(params, force=args.force, allow_unreproducible=args.allow_unreproducible)
     print(f"promote: {report['decision']} version {report['challenger']['version']}: {report['reason']}\n"
           f"  champion: version {report['champion']} of '{report['registered_model']}' "
           f"({Layout.of(params).promotion_json})")
@@ -301,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rollback", action="store_true", help="move champion back to the previous champion")
     p.add_argument("--reason", help="why (recorded with --rollback)")
     p.add_argument("--force", action="store_true", help="judge a rolled-back version again (gates still apply)")
+    p.add_argument("--allow-unreproducible", action="store_true",
+                   help="a version tagged reproducible=false (dirty tree, failed dvc push) may become champion")
     p.set_defaults(func=cmd_promote)
     p = sub.add_parser("report", help="rebuild reports/retrain.html (offline page) from the report files")
     p.add_argument("--mlflow", action="store_true", help="also log the page to the last run's MLflow artifacts")

@@ -223,6 +223,9 @@ class PromotionConfig(_Section):
     min_output_change: float = Field(1e-3, ge=0.0, description="mean |adapter - base| pixel change, 0..1")
     # Largest ||LoRA update|| / ||base weight|| of any adapted layer: above it training blew up.
     max_delta_ratio: float = Field(2.0, gt=0)
+    # Promote a version tagged reproducible=false (dirty tree, failed dvc push, ...): the
+    # operator's call (also `landmark-lora promote --allow-unreproducible`).
+    allow_unreproducible: bool = False
 
     @field_validator("guard_tolerance")
     @classmethod

@@ -257,3 +257,22 @@ def test_promote_refuses_an_eval_json_of_another_training_run(registry, client):
     with pytest.raises(PromotionError, match="eval fingerprint"):
         promote(parse_params(_deep_merge(FAST, {"eval": {"seed": 7}})))
     assert len(client.search_model_versions("name='landmark-lora'")) == before
+
+
+def test_unreproducible_version_is_registered_with_its_bundle_but_needs_the_flag(registry, client):
+    """A temp folder is no git checkout: the version is registered, tagged reproducible=false
+    with the reason, its lineage bundle and datasets in the run; champion only with the flag."""
+    params = parse_params(_deep_merge(FAST, {"train": {"seed": 11}, "promotion": {"allow_unreproducible": False}}))
+    champion_before = client.get_model_version_by_alias("landmark-lora", "champion").version
+    _pipeline(params)
+    report = promote(params)
+    assert report["decision"] == "rejected" and "not reproducible" in report["reason"], report
+    assert "--allow-unreproducible" in report["reason"]
+    assert client.get_model_version_by_alias("landmark-lora", "champion").version == champion_before
+    version = client.get_model_version("landmark-lora", report["challenger"]["version"])
+    assert version.tags["reproducible"] == "false" and "not a git checkout" in version.tags["reproducible_reason"]
+    assert version.tags["base_fingerprint"] and version.tags["git_dirty"] == "false"
+    names = {Path(a.path).name for a in client.list_artifacts(version.run_id, "lineage")}
+    assert {"params.yaml", "requirements.txt", "git.json", "lineage.json"} <= names
+    datasets = {d.dataset.name for d in client.get_run(version.run_id).inputs.dataset_inputs}
+    assert datasets == {"train", "val"}

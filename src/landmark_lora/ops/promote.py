@@ -35,6 +35,7 @@ from landmark_lora.artifacts import EvalReport, Layout, TrainReport, data_versio
 from landmark_lora.config import Params
 from landmark_lora.locking import locked
 from landmark_lora.logs import get_logger
+from landmark_lora.ops.lineage import LINEAGE_TAGS, record_lineage, unreproducible_refusal
 from landmark_lora.ops.promote_rules import Decision, decide, finite, rescore_reason, sanity_gates
 from landmark_lora.registry import (
     CHALLENGER,
@@ -105,6 +106,7 @@ def _version_tags(params: Params, client, run_id: str, evaluation: EvalReport) -
         "eval_fingerprint": evaluation.get("eval_fingerprint", ""),
     }
     tags.update({k: str(evaluation.get(k)) for k in METRIC_KEYS if evaluation.get(k) is not None})
+    tags.update({k: run.data.tags[k] for k in LINEAGE_TAGS if k in run.data.tags})
     return scrub(tags)
 
 
@@ -118,7 +120,8 @@ def _find_or_register(params: Params, client):
     evaluation = matching_evaluation(params)
     name = params.promotion.registered_model
 
-    def log_model():
+    def log_model():  # a new version: record its lineage first (dvc push, lineage/ bundle, tags)
+        record_lineage(params, run_id, client=client)
         return log_adapter_model(Layout.of(params).adapter_dir, params.model.base, resolve_base(params.model),
                                  params.eval.num_inference_steps, params.eval.guidance_scale)
 
@@ -165,7 +168,8 @@ _DECISION_TAGS = ("promotion_decision", "promotion_reason", "previous_champion",
 
 
 @locked("landmark-lora promote")
-def promote(params: Params, force: bool = False, log: Callable[[str], None] = _log.info) -> dict:
+def promote(params: Params, force: bool = False, log: Callable[[str], None] = _log.info,
+            allow_unreproducible: bool = False) -> dict:
     """Register the last training run's adapter as challenger and judge it; all or nothing.
 
     The one promote path (CLI `landmark-lora promote` and the flow). Under the pipeline lock.
@@ -173,7 +177,9 @@ def promote(params: Params, force: bool = False, log: Callable[[str], None] = _l
     back where they were, no version this attempt created, no half-tagged version. A version
     left undecided by a crashed earlier attempt (kill -9) is removed first. Promoting what is
     already champion is a no-op that says so; a rolled-back version is not judged again unless
-    ``force`` (it then faces the gates and the champion like any challenger)."""
+    ``force`` (it then faces the gates and the champion like any challenger). A version tagged
+    ``reproducible=false`` (ops/lineage.py) is registered but becomes champion only with
+    ``allow_unreproducible`` or ``promotion.allow_unreproducible``."""
     client = registry.client(params)
     name = params.promotion.registered_model
     run_id = _train_run_id(params)
@@ -181,7 +187,7 @@ def promote(params: Params, force: bool = False, log: Callable[[str], None] = _l
     before = {v.version: dict(v.tags or {}) for v in run_versions(client, name, run_id)}
     aliases_before = {a: alias(client, name, a) for a in (CHAMPION, CHALLENGER)}
     try:
-        return _promote(params, client, force)
+        return _promote(params, client, force, allow_unreproducible or params.promotion.allow_unreproducible)
     except BaseException:
         try:
             _undo(client, name, run_id, before, aliases_before, log)
@@ -211,7 +217,7 @@ def _undo(client, name: str, run_id: str, before: dict[str, dict], aliases_befor
                 client.set_model_version_tag(name, v.version, k, old)
 
 
-def _promote(params: Params, client, force: bool) -> dict:
+def _promote(params: Params, client, force: bool, allow_unreproducible: bool) -> dict:
     name = params.promotion.registered_model
     challenger = _find_or_register(params, client)
     chall_metrics = version_metrics(challenger)
@@ -232,6 +238,9 @@ def _promote(params: Params, client, force: bool) -> dict:
         champ_metrics = rescore(params, champion, client) if why else version_metrics(champion)
     gates = sanity_gates(chall_metrics, Layout.of(params).adapter_dir, params)
     decision = decide(chall_metrics, champ_metrics, params, gates)
+    refusal = unreproducible_refusal(challenger.tags or {}, allow_unreproducible)
+    if refusal:  # whatever the comparison said (it stays in the checks)
+        decision = Decision(False, refusal, [*decision.checks, f"comparison: {decision.reason}"])
     if why:
         decision.checks.insert(0, f"champion version {champion.version} scored again first: {why}")
     if rolled_back:
