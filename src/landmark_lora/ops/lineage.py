@@ -114,11 +114,14 @@ def git_state(root: Path = Path(".")) -> tuple[str | None, list[str]]:
     return sha, dirty
 
 
-def dvc_push(root: Path = Path("."), remote: str | None = None) -> str | None:
-    """`dvc push` (to the default remote, or ``remote``): None when it worked, else why not."""
+def dvc_push(root: Path = Path("."), raw_dvc: Path = Path("data/raw.dvc"), remote: str | None = None) -> str | None:
+    """`dvc push` of the raw photos (``raw_dvc``) and every output of dvc.yaml, to the default
+    remote (or ``remote``): None when it worked, else why not. The targets are named: a bare
+    `dvc push` skips a .dvc file inside a git-ignored folder (data/raw.dvc, as .gitignore has it)."""
     if not (root / ".dvc").is_dir():
         return "not a DVC repository (no .dvc/)"
-    cmd = [sys.executable, "-m", "dvc", "push", "--quiet", *(["-r", remote] if remote else [])]
+    targets = [str(t) for t in (raw_dvc, Path("dvc.yaml")) if (root / t).is_file()]
+    cmd = [sys.executable, "-m", "dvc", "push", "--quiet", *(["-r", remote] if remote else []), *targets]
     try:
         out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=3600, env=venv_env(), check=False)
     except (OSError, subprocess.SubprocessError) as err:
@@ -154,7 +157,7 @@ def collect(params: Params, root: Path = Path("."), push: bool = True) -> tuple[
     files[PARAMS_FILE] = (params_file.read_text(encoding="utf-8") if params_file.is_file()
                           else yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
     if push:
-        lineage.push_error = dvc_push(root)
+        lineage.push_error = dvc_push(root, raw_dvc)
     files["git.json"] = json.dumps({"sha": sha, "dirty": bool(dirty), "dirty_files": dirty}, indent=2)
     files["requirements.txt"] = installed_packages()
     files["lineage.json"] = json.dumps({**lineage.to_json(), "platform": platform.platform()}, indent=2)

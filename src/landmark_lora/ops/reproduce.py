@@ -159,6 +159,20 @@ def _recorded_evaluation(run_id: str, tmp: Path, version) -> dict:
         return {k: float(v) if k in registry.METRIC_KEYS else v for k, v in (version.tags or {}).items()}
 
 
+def _share_tiny_base(project: Path, wt: Path, model: dict) -> None:
+    """The tiny test base is built locally (git-ignored): the worktree gets the project's copy.
+    Its bytes are in the eval fingerprint, so a base that changed since still shows as a difference."""
+    from landmark_lora.diffusion.base import TINY_DIR_NAME
+
+    if model.get("base", "tiny") != "tiny":
+        return
+    models = Path(model.get("dir") or "models")
+    src = models / TINY_DIR_NAME if models.is_absolute() else project / models / TINY_DIR_NAME
+    dest = wt / models / TINY_DIR_NAME if not models.is_absolute() else None
+    if dest is not None and src.is_dir() and not dest.exists():
+        shutil.copytree(src, dest)
+
+
 def _prepare(result: Reproduction, project: Path, tmp: Path, bundle: dict[str, Path]) -> tuple[Path, dict] | None:
     """The worktree at the recorded sha with the recorded files and data; None when code or data fail."""
     info = json.loads(bundle["lineage.json"].read_text()) if "lineage.json" in bundle else {}
@@ -177,16 +191,19 @@ def _prepare(result: Reproduction, project: Path, tmp: Path, bundle: dict[str, P
             (wt / dest).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(bundle[name], wt / dest)
     raw = yaml.safe_load((wt / PARAMS_FILE).read_text()) or {}
+    _share_tiny_base(project, wt, raw.get("model") or {})
     raw["mlflow"] = {**(raw.get("mlflow") or {}), "tracking_uri": f"sqlite:///{wt / 'mlruns/mlflow.db'}",
                      "artifact_location": str(wt / "mlruns/artifacts")}  # a throwaway store, never the registry
     (wt / PARAMS_FILE).write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
     (wt / ".dvc/config.local").write_text(_dvc_local_config(project), encoding="utf-8")
     env = {**venv_env(), "PYTHONPATH": str(wt / "src"), "MLFLOW_TRACKING_URI": f"sqlite:///{wt / 'mlruns/mlflow.db'}"}
     env.pop("PREFECT__FLOW_RUN_ID", None)
-    code, out = _run([sys.executable, "-m", "dvc", "pull", "--quiet", raw_dvc], wt, env)
+    code, out = _run([sys.executable, "-m", "dvc", "pull", raw_dvc], wt, env)
     if code != 0:
+        lines = [ln for ln in out.splitlines() if ln.strip()]
+        log.warning("reproduce: dvc pull %s in %s failed:\n%s", raw_dvc, wt, out[-3000:])
         result.checks.append(Check("data", "photos from the DVC remote", raw_dvc,
-                                   f"dvc pull failed: {out.splitlines()[-1] if out else code}", False))
+                                   f"dvc pull failed: {lines[-1] if lines else f'exit {code}'}", False))
         return None
     return wt, env
 
