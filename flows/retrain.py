@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml", help="relative to --workdir")
     parser.add_argument("--no-sample", action="store_true", help="do not render the sample set into an empty workspace")
     parser.add_argument("--if-busy", choices=["wait", "skip"], default="wait")
+    parser.add_argument("--commit-lineage", action="store_true", help="commit dvc.lock and data/raw.dvc after a run")
     args = parser.parse_args(argv)
     from landmark_lora import logs
     from landmark_lora.exitcodes import EXIT_TEMPFAIL
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_TEMPFAIL
     state = retrain(force=args.force, min_new_photos=args.min_new_photos, workdir=args.workdir,
                     params_path=args.params, sample_if_empty=not args.no_sample, if_busy=args.if_busy,
-                    return_state=True)
+                    commit_lineage=args.commit_lineage, return_state=True)
     return print_outcome(state, "retrain")
 
 

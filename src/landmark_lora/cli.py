@@ -12,6 +12,7 @@
     landmark-lora train               # DVC stage: LoRA training (accelerate) -> models/adapter/, MLflow run
     landmark-lora evaluate            # DVC stage: base vs adapter metrics and grids -> reports/eval.json
     landmark-lora promote [--rollback]  # registry: challenger -> champion only when it is better
+    landmark-lora reproduce 1|champion|challenger [--keep]   # replay a version from its lineage, compare
     landmark-lora report [--mlflow]   # rebuild reports/retrain.html (offline page) from reports/
     landmark-lora generate --model champion --prompt "..." --out snap.png
     landmark-lora build-base toyworld --out models/base-toyworld   # retrain the shipped toy-world base
@@ -125,11 +126,23 @@ def cmd_promote(params: Params, args: argparse.Namespace) -> int:
         report = rollback(params, args.reason or "manual rollback")
         print(f"promote: rolled back: champion is now version {report['champion']} (was {report['from_version']})")
         return 0
-    report = promote(params, force=args.force)
+    report = promote(params, force=args.force, allow_unreproducible=args.allow_unreproducible)
     print(f"promote: {report['decision']} version {report['challenger']['version']}: {report['reason']}\n"
           f"  champion: version {report['champion']} of '{report['registered_model']}' "
           f"({Layout.of(params).promotion_json})")
     return 0
+
+
+def cmd_reproduce(params: Params, args: argparse.Namespace) -> int:
+    from landmark_lora.ops.reproduce import ReproduceError, format_report, reproduce
+
+    try:
+        result = reproduce(params, args.version, keep=args.keep)
+    except ReproduceError as err:
+        print(f"reproduce: {err}", file=sys.stderr)
+        return 1
+    print(format_report(result))
+    return 0 if result.ok else 1
 
 
 def cmd_report(params: Params, args: argparse.Namespace) -> int:
@@ -256,6 +269,30 @@ def cmd_build_base(params: Params, args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_registry_commands(sub) -> None:
+    """promote, reproduce, report, generate: what reads or changes the MLflow registry."""
+    p = sub.add_parser("promote", help="register the adapter as challenger; move champion if it is better")
+    p.add_argument("--rollback", action="store_true", help="move champion back to the previous champion")
+    p.add_argument("--reason", help="why (recorded with --rollback)")
+    p.add_argument("--force", action="store_true", help="judge a rolled-back version again (gates still apply)")
+    p.add_argument("--allow-unreproducible", action="store_true",
+                   help="a version tagged reproducible=false (dirty tree, failed dvc push) may become champion")
+    p.set_defaults(func=cmd_promote)
+    p = sub.add_parser("reproduce", help="rebuild a registered version from its lineage and compare the metrics")
+    p.add_argument("version", help="a version number, champion or challenger")
+    p.add_argument("--keep", action="store_true", help="keep the temporary git worktree")
+    p.set_defaults(func=cmd_reproduce)
+    p = sub.add_parser("report", help="rebuild reports/retrain.html (offline page) from the report files")
+    p.add_argument("--mlflow", action="store_true", help="also log the page to the last run's MLflow artifacts")
+    p.set_defaults(func=cmd_report)
+    p = sub.add_parser("generate", help="make an image with a registered adapter, offline")
+    p.add_argument("--model", default="champion", help="alias (champion, challenger) or version number")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="generated.png")
+    p.set_defaults(func=cmd_generate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="landmark-lora", description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
@@ -297,20 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("evaluate", help="DVC stage: base vs adapter metrics, sample grids, MLflow")
     p.set_defaults(func=cmd_evaluate)
-    p = sub.add_parser("promote", help="register the adapter as challenger; move champion if it is better")
-    p.add_argument("--rollback", action="store_true", help="move champion back to the previous champion")
-    p.add_argument("--reason", help="why (recorded with --rollback)")
-    p.add_argument("--force", action="store_true", help="judge a rolled-back version again (gates still apply)")
-    p.set_defaults(func=cmd_promote)
-    p = sub.add_parser("report", help="rebuild reports/retrain.html (offline page) from the report files")
-    p.add_argument("--mlflow", action="store_true", help="also log the page to the last run's MLflow artifacts")
-    p.set_defaults(func=cmd_report)
-    p = sub.add_parser("generate", help="make an image with a registered adapter, offline")
-    p.add_argument("--model", default="champion", help="alias (champion, challenger) or version number")
-    p.add_argument("--prompt", required=True)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="generated.png")
-    p.set_defaults(func=cmd_generate)
+    _add_registry_commands(sub)
     p = sub.add_parser("build-base", help="retrain the shipped toy-world base from its recipe (resumable)")
     p.add_argument("name", choices=["toyworld"])
     p.add_argument("--out", default="models/base-toyworld", help="diffusers folder to write")

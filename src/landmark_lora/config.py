@@ -239,6 +239,9 @@ class PromotionConfig(_Section):
     max_delta_ratio: float = Field(2.0, gt=0)
     # Largest trained token-embedding norm / the base's mean token-embedding norm: above it, blown up.
     max_embedding_ratio: float = Field(20.0, gt=0)
+    # Promote a version tagged reproducible=false (dirty tree, failed dvc push, ...): the
+    # operator's call (also `landmark-lora promote --allow-unreproducible`).
+    allow_unreproducible: bool = False
 
     @field_validator("guard_tolerance")
     @classmethod

@@ -20,12 +20,17 @@
    when that is below ``eval.min_calibration``.
 6. ``clip_score``: only with a local CLIP checkpoint in ``eval.clip_model``; otherwise skipped.
 
-The evaluate stage (``landmark-lora evaluate``) writes these into reports/eval.json; promotion
-re-scores the champion with the same code when the data changed.
+The evaluate stage (``landmark-lora evaluate``) writes these into reports/eval.json, with
+``eval_fingerprint(params, data_version)``: a hash of everything that defines a score (base
+fingerprint, eval data version, ``eval.*``, ``train.eval_timesteps``/``eval_seed``, the caption
+config and ``METRICS_VERSION``). Promotion compares two scores only under the same fingerprint
+and re-scores the champion with the same code when they differ.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -46,6 +51,29 @@ from landmark_lora.logs import get_logger
 from landmark_lora.metrics import NO_PERSON, background_consistency, classify_shot
 
 log = get_logger(__name__)
+
+# Bump when a metric's definition changes (what it measures, not how fast): every stored score
+# then has another fingerprint, and promotion re-scores the champion before comparing.
+METRICS_VERSION = "1"
+
+
+def eval_fingerprint(params: Params, data_version: str, base_fp: str | None = None) -> str:
+    """Short hash of everything that defines a score: two scores compare only when it matches.
+
+    The base model's fingerprint, the eval data version, every ``eval.*`` param, the
+    ``train.eval_*`` params the held-out loss uses, the caption config (prompts come from it)
+    and METRICS_VERSION."""
+    base_fp = base_fp if base_fp is not None else base_fingerprint(resolve_base(params.model))
+    parts = {
+        "base": base_fp,
+        "data_version": data_version,
+        "eval": params.eval.model_dump(mode="json"),
+        "train.eval_timesteps": list(params.train.eval_timesteps),
+        "train.eval_seed": params.train.eval_seed,
+        "caption": params.caption.model_dump(mode="json"),
+        "metrics_version": METRICS_VERSION,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def prompt_set(params: Params, val: list[dict]) -> list[dict]:

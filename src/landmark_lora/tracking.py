@@ -160,3 +160,59 @@ def run_tags(params: Params, extra: dict[str, str] | None = None) -> dict[str, s
 def run_params(params: Params) -> dict[str, str]:
     # MLflow caps param values at 6000 chars; ours are short, but keep it safe.
     return {k: v[:6000] for k, v in scrub(flatten(params)).items()}
+
+
+def _dvc_source(path: str, md5: str) -> Any:
+    """An MLflow dataset source naming a DVC-tracked folder and its md5 (from dvc.lock)."""
+    from mlflow.data.dataset_source import DatasetSource
+
+    class DvcSource(DatasetSource):
+        def __init__(self, path: str, md5: str):
+            self.path, self.md5 = path, md5
+
+        @staticmethod
+        def _get_source_type() -> str:
+            return "dvc"
+
+        def load(self) -> str:
+            return self.path  # `dvc checkout` / `dvc pull` by the md5 brings the folder back
+
+        @staticmethod
+        def _can_resolve(raw_source: Any) -> bool:
+            return False
+
+        @classmethod
+        def _resolve(cls, raw_source: Any) -> Any:
+            raise NotImplementedError
+
+        def to_dict(self) -> dict:
+            return {"path": self.path, "md5": self.md5, "uri": f"dvc://{self.path}?md5={self.md5}"}
+
+        @classmethod
+        def from_dict(cls, source_dict: dict) -> Any:
+            return cls(source_dict["path"], source_dict.get("md5", ""))
+
+    return DvcSource(path, md5)
+
+
+def log_datasets(params: Params, lock: Path = Path("dvc.lock")) -> list[str]:
+    """Log the train and val splits as dataset inputs of the active MLflow run (the run page's
+    Datasets section): each split's metadata.jsonl as a table (schema, row count, digest), its
+    source the DVC-tracked processed folder and its md5 in dvc.lock. Returns the splits logged."""
+    import mlflow
+    import pandas as pd  # type: ignore[import-untyped]
+    from mlflow.data.pandas_dataset import from_pandas
+
+    layout = Layout.of(params)
+    processed = layout.processed.as_posix()
+    md5 = dvc_data_hashes(lock).get(processed, "")
+    logged = []
+    for split, context in (("train", "training"), ("val", "evaluation")):
+        rows = [r.to_json() for r in artifacts.read_records(layout, split)]
+        if not rows:
+            continue
+        dataset = from_pandas(pd.DataFrame(rows), source=_dvc_source(f"{processed}/{split}", md5),
+                                          name=split)
+        mlflow.log_input(dataset, context=context, tags={"dvc_path": processed, "dvc_md5": md5 or "unknown"})
+        logged.append(split)
+    return logged

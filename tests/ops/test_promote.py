@@ -215,3 +215,64 @@ def test_rollback_moves_champion_back_and_records_why(registry, client):
         client.get_model_version("landmark-lora", old).tags else None
     with pytest.raises(PromotionError, match="no previous champion"):
         rollback(params, "again")
+
+
+def test_champion_is_rescored_when_the_eval_seed_changed(registry, client):
+    """Same data, another train.eval_seed: the stored champion score is not comparable, so the
+    champion is scored again under the challenger's eval fingerprint before the comparison."""
+    params = parse_params(_deep_merge(FAST, {"train": {"eval_seed": 99}}))
+    champion = client.get_model_version_by_alias("landmark-lora", "champion")
+    _pipeline(params)
+    report = promote(params)
+    prev = report["previous_champion"]
+    assert prev["version"] == str(champion.version) and prev["rescored"] is True, report
+    assert "eval fingerprint" in prev["rescore_reason"]
+    assert "scored again first" in report["checks"][0]
+    rescored = client.get_model_version("landmark-lora", champion.version)
+    challenger = client.get_model_version("landmark-lora", report["challenger"]["version"])
+    assert rescored.tags["eval_fingerprint"] == challenger.tags["eval_fingerprint"]
+    assert rescored.tags["eval_fingerprint"] != champion.tags["eval_fingerprint"]
+    evaluation = json.loads(Path("reports/eval.json").read_text())
+    assert evaluation["eval_fingerprint"] == challenger.tags["eval_fingerprint"]
+    assert client.get_run(challenger.run_id).data.tags["eval_fingerprint"] == evaluation["eval_fingerprint"]
+
+
+def test_promote_refuses_an_eval_json_of_another_training_run(registry, client):
+    """`dvc repro train` retrains but leaves eval.json scoring the previous adapter: refused."""
+    params = registry["params"]
+    train = Path("reports/train.json")
+    saved = train.read_text()
+    before = len(client.search_model_versions("name='landmark-lora'"))
+    train.write_text(json.dumps({**json.loads(saved), "mlflow_run_id": "0123456789abcdef0123456789abcdef"}))
+    try:
+        with pytest.raises(PromotionError, match=r"eval.json does not belong to this training run: it scored "
+                                                 r"MLflow run \w+ but .*train.json is run 0123.*dvc repro"):
+            promote(params)
+        train.write_text(json.dumps({**json.loads(saved), "data_version": "000000000000"}))
+        with pytest.raises(PromotionError, match="scored data version"):
+            promote(params)
+    finally:
+        train.write_text(saved)
+    # another eval seed in params.yaml than eval.json was scored with: not the same evaluation
+    with pytest.raises(PromotionError, match="eval fingerprint"):
+        promote(parse_params(_deep_merge(FAST, {"eval": {"seed": 7}})))
+    assert len(client.search_model_versions("name='landmark-lora'")) == before
+
+
+def test_unreproducible_version_is_registered_with_its_bundle_but_needs_the_flag(registry, client):
+    """A temp folder is no git checkout: the version is registered, tagged reproducible=false
+    with the reason, its lineage bundle and datasets in the run; champion only with the flag."""
+    params = parse_params(_deep_merge(FAST, {"train": {"seed": 11}, "promotion": {"allow_unreproducible": False}}))
+    champion_before = client.get_model_version_by_alias("landmark-lora", "champion").version
+    _pipeline(params)
+    report = promote(params)
+    assert report["decision"] == "rejected" and "not reproducible" in report["reason"], report
+    assert "--allow-unreproducible" in report["reason"]
+    assert client.get_model_version_by_alias("landmark-lora", "champion").version == champion_before
+    version = client.get_model_version("landmark-lora", report["challenger"]["version"])
+    assert version.tags["reproducible"] == "false" and "not a git checkout" in version.tags["reproducible_reason"]
+    assert version.tags["base_fingerprint"] and version.tags["git_dirty"] == "false"
+    names = {Path(a.path).name for a in client.list_artifacts(version.run_id, "lineage")}
+    assert {"params.yaml", "requirements.txt", "git.json", "lineage.json"} <= names
+    datasets = {d.dataset.name for d in client.get_run(version.run_id).inputs.dataset_inputs}
+    assert datasets == {"train", "val"}

@@ -9,10 +9,15 @@ Rules, in order (every decision and its reason land in version tags and reports/
    times the weights it changes, it loaded (evaluate ran it) and it changes the output by at
    least ``promotion.min_output_change``. A NaN, diverged or unloadable adapter is never promoted.
 2. No champion yet: the challenger becomes champion (it passed the gates).
-3. Same eval data: if the champion was scored on another data version, it is scored again on
-   the current val data first (its adapter comes back from MLflow).
+3. Same evaluation: if the champion was scored under another eval fingerprint (another data
+   version, base, ``eval.*``, ``train.eval_*``, caption config or metrics code:
+   ``scoring.eval_fingerprint``), it is scored again the challenger's way first (its adapter
+   comes back from MLflow); ``promote_rules.rescore_reason`` says why.
 4. Primary: eval_loss must drop by at least ``promotion.min_improvement`` (relative).
 5. Guards: no metric in ``promotion.guard_tolerance`` may drop by more than its tolerance.
+
+Before registering, reports/eval.json must belong to reports/train.json (same MLflow run, same
+data version) and to the current params (same eval fingerprint); otherwise promote refuses.
 
 The rules themselves are pure functions in landmark_lora.ops.promote_rules; the registry calls
 (aliases, versions, half-registered clean-up) are landmark_lora.registry's.
@@ -31,7 +36,8 @@ from landmark_lora.config import Params
 from landmark_lora.env import pin_threads
 from landmark_lora.locking import locked
 from landmark_lora.logs import get_logger
-from landmark_lora.ops.promote_rules import Decision, decide, finite, sanity_gates
+from landmark_lora.ops.lineage import LINEAGE_TAGS, record_lineage, unreproducible_refusal
+from landmark_lora.ops.promote_rules import Decision, decide, finite, rescore_reason, sanity_gates
 from landmark_lora.registry import (
     CHALLENGER,
     CHAMPION,
@@ -59,23 +65,49 @@ def _train_run_id(params: Params) -> str:
     return run_id
 
 
-def _version_tags(params: Params, client, run_id: str) -> dict[str, str]:
+def matching_evaluation(params: Params) -> EvalReport:
+    """reports/eval.json, when it scored the training run of reports/train.json, on its data
+    version, under the eval fingerprint the current params give. Else PromotionError: e.g.
+    `dvc repro train` retrained without evaluating, and eval.json still scores the previous adapter."""
+    from landmark_lora.scoring import eval_fingerprint
+
+    layout = Layout.of(params)
+    if not layout.eval_json.exists():
+        raise FileNotFoundError(f"{layout.eval_json}: not found; run `dvc repro evaluate` first")
+    train, evaluation = TrainReport.read(layout.train_json), EvalReport.read(layout.eval_json)
+    problems = []
+    if evaluation.mlflow_run_id != train.mlflow_run_id:
+        problems.append(f"it scored MLflow run {evaluation.mlflow_run_id or '(none)'} but {layout.train_json} is "
+                        f"run {train.mlflow_run_id}")
+    if evaluation.data_version != train.data_version:
+        problems.append(f"it scored data version {evaluation.data_version or '(none)'} but {layout.train_json} "
+                        f"trained on {train.data_version}")
+    if not problems:
+        expected = eval_fingerprint(params, evaluation.data_version or "")
+        if evaluation.get("eval_fingerprint") != expected:
+            problems.append(f"it was scored under eval fingerprint {evaluation.get('eval_fingerprint', '(none)')} "
+                            f"but the current params give {expected} (eval.*, train.eval_*, caption or model.base "
+                            "changed since)")
+    if problems:
+        raise PromotionError(f"refusing to register: {layout.eval_json} does not belong to this training run: "
+                             + "; ".join(problems) + ". Run `dvc repro` (it evaluates the new adapter), then promote")
+    return evaluation
+
+
+def _version_tags(params: Params, client, run_id: str, evaluation: EvalReport) -> dict[str, str]:
     """The tags every registered version carries: where it came from and how it scored."""
     from landmark_lora.tracking import git_sha, scrub
 
-    path = Layout.of(params).eval_json
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not found; run `dvc repro evaluate` first")
-    evaluation = EvalReport.read(path)
     run = client.get_run(run_id)
     tags = {
         "git_sha": run.data.tags.get("git_sha", git_sha()),
         "base_model": params.model.base,
         "mlflow_run_id": run_id,
+        "data_version": evaluation.get("data_version", ""),
+        "eval_fingerprint": evaluation.get("eval_fingerprint", ""),
     }
-    if evaluation.scores_run(run_id):  # eval.json scored this very run
-        tags["data_version"] = evaluation.get("data_version", "")
-        tags.update({k: str(evaluation.get(k)) for k in METRIC_KEYS if evaluation.get(k) is not None})
+    tags.update({k: str(evaluation.get(k)) for k in METRIC_KEYS if evaluation.get(k) is not None})
+    tags.update({k: run.data.tags[k] for k in LINEAGE_TAGS if k in run.data.tags})
     return scrub(tags)
 
 
@@ -86,15 +118,17 @@ def _find_or_register(params: Params, client):
     from landmark_lora.serving import log_adapter_model
 
     run_id = _train_run_id(params)
+    evaluation = matching_evaluation(params)
     name = params.promotion.registered_model
 
-    def log_model():
+    def log_model():  # a new version: record its lineage first (dvc push, lineage/ bundle, tags)
+        record_lineage(params, run_id, client=client)
         return log_adapter_model(Layout.of(params).adapter_dir, params.model.base, resolve_base(params.model),
                                  params.eval.num_inference_steps, params.eval.guidance_scale)
 
     version, reused = registry.register(client, name, run_id, log_model)
     have = (client.get_model_version(name, version.version).tags or {}) if reused else {}
-    for k, v in _version_tags(params, client, run_id).items():
+    for k, v in _version_tags(params, client, run_id, evaluation).items():
         if k not in have:  # a reused version keeps what it has (e.g. a rescore), gets what it lacks
             client.set_model_version_tag(name, version.version, k, v)
     return client.get_model_version(name, version.version)
@@ -114,7 +148,7 @@ def rescore(params: Params, version, client) -> dict:
     """Score a registered version on the current val data; update its tags. Returns metrics."""
     import mlflow
 
-    from landmark_lora.scoring import score_adapter
+    from landmark_lora.scoring import eval_fingerprint, score_adapter
 
     pin_threads(params.eval.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,6 +160,7 @@ def rescore(params: Params, version, client) -> dict:
         if finite(metrics.get(k)):
             client.set_model_version_tag(name, version.version, k, str(metrics[k]))
     client.set_model_version_tag(name, version.version, "data_version", current)
+    client.set_model_version_tag(name, version.version, "eval_fingerprint", eval_fingerprint(params, current))
     client.set_model_version_tag(name, version.version, "rescored_at", time.strftime("%Y-%m-%dT%H:%M:%S"))
     return {k: metrics[k] for k in METRIC_KEYS if k in metrics}
 
@@ -135,7 +170,8 @@ _DECISION_TAGS = ("promotion_decision", "promotion_reason", "previous_champion",
 
 
 @locked("landmark-lora promote")
-def promote(params: Params, force: bool = False, log: Callable[[str], None] = _log.info) -> dict:
+def promote(params: Params, force: bool = False, log: Callable[[str], None] = _log.info,
+            allow_unreproducible: bool = False) -> dict:
     """Register the last training run's adapter as challenger and judge it; all or nothing.
 
     The one promote path (CLI `landmark-lora promote` and the flow). Under the pipeline lock.
@@ -143,7 +179,9 @@ def promote(params: Params, force: bool = False, log: Callable[[str], None] = _l
     back where they were, no version this attempt created, no half-tagged version. A version
     left undecided by a crashed earlier attempt (kill -9) is removed first. Promoting what is
     already champion is a no-op that says so; a rolled-back version is not judged again unless
-    ``force`` (it then faces the gates and the champion like any challenger)."""
+    ``force`` (it then faces the gates and the champion like any challenger). A version tagged
+    ``reproducible=false`` (ops/lineage.py) is registered but becomes champion only with
+    ``allow_unreproducible`` or ``promotion.allow_unreproducible``."""
     client = registry.client(params)
     name = params.promotion.registered_model
     run_id = _train_run_id(params)
@@ -151,7 +189,7 @@ def promote(params: Params, force: bool = False, log: Callable[[str], None] = _l
     before = {v.version: dict(v.tags or {}) for v in run_versions(client, name, run_id)}
     aliases_before = {a: alias(client, name, a) for a in (CHAMPION, CHALLENGER)}
     try:
-        return _promote(params, client, force)
+        return _promote(params, client, force, allow_unreproducible or params.promotion.allow_unreproducible)
     except BaseException:
         try:
             _undo(client, name, run_id, before, aliases_before, log)
@@ -181,7 +219,7 @@ def _undo(client, name: str, run_id: str, before: dict[str, dict], aliases_befor
                 client.set_model_version_tag(name, v.version, k, old)
 
 
-def _promote(params: Params, client, force: bool) -> dict:
+def _promote(params: Params, client, force: bool, allow_unreproducible: bool) -> dict:
     name = params.promotion.registered_model
     challenger = _find_or_register(params, client)
     chall_metrics = version_metrics(challenger)
@@ -196,20 +234,24 @@ def _promote(params: Params, client, force: bool) -> dict:
                           "again; train a new run, or ask for it with `landmark-lora promote --force`")
     client.set_registered_model_alias(name, CHALLENGER, challenger.version)
     current = data_version(Layout.of(params))
-    champ_metrics, rescored = None, False
+    champ_metrics, why = None, None
     if champion is not None:
-        if champion.tags.get("data_version") != current:
-            champ_metrics, rescored = rescore(params, champion, client), True
-        else:
-            champ_metrics = version_metrics(champion)
+        why = rescore_reason(champion.tags or {}, current, (challenger.tags or {}).get("eval_fingerprint") or None)
+        champ_metrics = rescore(params, champion, client) if why else version_metrics(champion)
     gates = sanity_gates(chall_metrics, Layout.of(params).adapter_dir, params)
     decision = decide(chall_metrics, champ_metrics, params, gates)
+    refusal = unreproducible_refusal(challenger.tags or {}, allow_unreproducible)
+    if refusal:  # whatever the comparison said (it stays in the checks)
+        decision = Decision(False, refusal, [*decision.checks, f"comparison: {decision.reason}"])
+    if why:
+        decision.checks.insert(0, f"champion version {champion.version} scored again first: {why}")
     if rolled_back:
         decision.checks.append(f"version {challenger.version} had been rolled back; judged again on request (--force)")
-    return _record(params, client, challenger, champion, decision, chall_metrics, champ_metrics, rescored)
+    return _record(params, client, challenger, champion, decision, chall_metrics, champ_metrics, why)
 
 
-def _record(params, client, challenger, champion, decision: Decision, chall_metrics, champ_metrics, rescored) -> dict:
+def _record(params, client, challenger, champion, decision: Decision, chall_metrics, champ_metrics,
+            rescored: str | None) -> dict:
     """Write the decision. The ``promotion_decision`` tag is the commit mark, set after the alias
     moved: a version without it is an unfinished attempt (discard_half_registered)."""
     name = params.promotion.registered_model
@@ -228,7 +270,8 @@ def _record(params, client, challenger, champion, decision: Decision, chall_metr
         "checks": decision.checks,
         "challenger": {"version": str(challenger.version), "run_id": challenger.run_id, "metrics": chall_metrics},
         "previous_champion": None if champion is None else {
-            "version": str(champion.version), "run_id": champion.run_id, "metrics": champ_metrics, "rescored": rescored},
+            "version": str(champion.version), "run_id": champion.run_id, "metrics": champ_metrics, "rescored": bool(rescored),
+            "rescore_reason": rescored},
         "champion": None if now_champion is None else str(now_champion.version),
         "registered_model": name,
         "at": time.strftime("%Y-%m-%dT%H:%M:%S"),

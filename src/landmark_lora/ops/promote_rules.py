@@ -4,6 +4,7 @@
     problems = sanity_gates(metrics, Path("models/adapter"), params)   # [] = the adapter may be promoted
     decision = decide(challenger_metrics, champion_metrics_or_None, params, problems)
     decision.promote, decision.reason, decision.checks
+    rescore_reason(champion.tags, data_version, fingerprint)   # why the champion is scored again, or None
 
 The rules (in order) are in landmark_lora.ops.promote's docstring; promote calls these and
 writes what they say to the registry and reports/promotion.json.
@@ -12,6 +13,7 @@ writes what they say to the registry and reports/promotion.json.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,6 +190,20 @@ def adapter_weight_problems(adapter_dir: Path) -> list[str]:
         return [f"{path} holds no tensors"]
     bad = [k for k, v in tensors.items() if not torch.isfinite(v).all()]
     return [f"{len(bad)} LoRA tensor(s) hold NaN/inf, e.g. {bad[0]}"] if bad else []
+
+
+def rescore_reason(champion_tags: Mapping[str, str], data_version: str, fingerprint: str | None) -> str | None:
+    """Why the champion's stored score cannot be compared with the challenger's, so it must be
+    scored again first; None when both were scored the same way (same eval fingerprint:
+    scoring.eval_fingerprint). A champion with no fingerprint recorded is scored again."""
+    old_data = champion_tags.get("data_version")
+    if old_data != data_version:
+        return f"the champion was scored on data version {old_data or 'unknown'}, the challenger on {data_version}"
+    old = champion_tags.get("eval_fingerprint")
+    if fingerprint is not None and old != fingerprint:
+        return (f"the champion was scored under eval fingerprint {old or '(none recorded)'}, the challenger under "
+                f"{fingerprint} (model.base, eval.*, train.eval_*, caption or the metrics code changed)")
+    return None
 
 
 def decide(challenger: dict, champion: dict | None, params: Params, gate_problems: list[str]) -> Decision:

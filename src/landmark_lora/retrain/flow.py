@@ -14,6 +14,9 @@ Steps, under a file lock (.cache/retrain.lock; a second trigger waits or skips a
 3. with fewer than ``min_new_photos`` and no ``force``: stop here, say why, train nothing;
 4. `dvc repro` (one task; transient failures retried with backoff, a hard one names its stage);
 5. promote (all or nothing: champion untouched and no half-registered version on failure);
+   before registering, promote pushes the data to the DVC remote and stores the version's
+   lineage bundle (ops/lineage.py); with ``commit_lineage`` dvc.lock and data/raw.dvc are then
+   committed back to git (retrain/gitsync.py);
 6. publish a markdown artifact `retrain-report` (also reports/retrain.md).
 """
 
@@ -39,6 +42,7 @@ from landmark_lora.env import process_age_s
 from landmark_lora.locking import LockBusy, lock_path, pipeline_lock
 from landmark_lora.logs import ROOT
 from landmark_lora.registry import champion_version
+from landmark_lora.retrain import gitsync
 from landmark_lora.retrain.cleanup import close_orphans, promote_all_or_nothing
 from landmark_lora.retrain.detect import Detection, detect, unpromoted_run, untrained_photos
 from landmark_lora.retrain.dvc import ReproResult, run_dvc_repro
@@ -133,7 +137,7 @@ def publish_report(outcome: Outcome | dict, params_path: str) -> dict:
 
 
 def _retrain_locked(params_path: str, root: Path, force: bool, min_new_photos: int, sample_if_empty: bool,
-                    outcome: Outcome) -> Outcome:
+                    outcome: Outcome, commit_lineage: bool = False) -> Outcome:
     params = load_params(params_path)
     if sample_if_empty and deployment.id:
         say("sample_if_empty ignored: synthetic photos are never rendered in a deployment (prefect.yaml)")
@@ -177,6 +181,9 @@ def _retrain_locked(params_path: str, root: Path, force: bool, min_new_photos: i
                        champion_version(params) or champion_before)
     reason = f"trained and judged: {report['decision']} version {report['challenger']['version']}: {report['reason']}"
     say(reason)
+    if commit_lineage:
+        gitsync.commit_lineage(root, params.paths.raw, f"retrain: lineage of version {report['challenger']['version']} "
+                               f"({report['decision']}; MLflow run {run_id})")
     return outcome.finish("trained", reason, mlflow_run_id=run_id, decision=report["decision"],
                           decision_reason=report["reason"], challenger_version=report["challenger"]["version"],
                           champion=report["champion"])
@@ -200,14 +207,16 @@ def _failed(outcome: Outcome, failure: Failure, champion: str | None) -> Outcome
 @flow(name="retrain", log_prints=True)
 def retrain(force: bool = False, min_new_photos: int = 1, workdir: str = ".", params_path: str = "params.yaml",
             sample_if_empty: bool = True, if_busy: Literal["wait", "skip"] = "wait",
-            lock_timeout_s: float = 6 * 3600) -> dict:
+            lock_timeout_s: float = 6 * 3600, commit_lineage: bool = False) -> dict:
     """Detect and ingest new photos, run the DVC pipeline, promote, and report.
 
     force: run the pipeline even with fewer than ``min_new_photos`` new photos.
     workdir: the repository checkout (params.yaml, dvc.yaml); params_path is relative to it.
     sample_if_empty: render the synthetic sample set when there are no photos at all (a fresh
         clone's embedded default only: never in a deployment, nor beside data/raw.dvc or a champion).
-    if_busy: another retrain holds the lock: ``wait`` (up to lock_timeout_s) or ``skip``."""
+    if_busy: another retrain holds the lock: ``wait`` (up to lock_timeout_s) or ``skip``.
+    commit_lineage: after a trained run, commit dvc.lock and data/raw.dvc back to git (off by default;
+        every version's lineage is in MLflow and its data in the DVC remote either way)."""
     capture_package_logs()
     with working_directory(workdir) as root:
         params = load_params(params_path)
@@ -221,7 +230,8 @@ def retrain(force: bool = False, min_new_photos: int = 1, workdir: str = ".", pa
                 if waited >= 1:
                     say(f"waited {waited:.0f} s for another retrain to finish")
                 outcome.waited_for_lock_s = round(waited, 1)
-                outcome = _retrain_locked(params_path, root, force, min_new_photos, sample_if_empty, outcome)
+                outcome = _retrain_locked(params_path, root, force, min_new_photos, sample_if_empty, outcome,
+                                          commit_lineage)
         except LockBusy as busy:
             reason = f"skipped: {busy}"
             say(reason)

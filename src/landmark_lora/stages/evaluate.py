@@ -11,7 +11,8 @@ its docstring): the eval loss on the val latents, images from a fixed prompt set
 adapter with the same seeds, background consistency, shot agreement, the classifier accuracies
 with their calibration, and clip_score when a local CLIP is configured.
 
-Writes ``reports/eval.json``, side-by-side grids ``reports/samples/<landmark>.png`` (real |
+Writes ``reports/eval.json`` (with ``data_version``, ``mlflow_run_id`` and
+``eval_fingerprint``: ``scoring.eval_fingerprint``, also a tag on the run), side-by-side grids ``reports/samples/<landmark>.png`` (real |
 base | adapter) and ``reports/eval.html``, and logs all of it into the training run in MLflow.
 """
 
@@ -29,7 +30,14 @@ from landmark_lora.artifacts import EvalReport, Layout, TrainReport, data_versio
 from landmark_lora.config import Params
 from landmark_lora.env import pin_threads
 from landmark_lora.logs import get_logger
-from landmark_lora.scoring import classifier_report, held_out_loss, image_metrics, prompt_set, score_adapter
+from landmark_lora.scoring import (
+    classifier_report,
+    eval_fingerprint,
+    held_out_loss,
+    image_metrics,
+    prompt_set,
+    score_adapter,
+)
 
 # the scoring functions stay importable from here for the callers that knew them here
 __all__ = ["classifier_report", "evaluate", "held_out_loss", "image_metrics", "prompt_set", "run", "score_adapter",
@@ -121,6 +129,7 @@ def evaluate(params: Params) -> dict:
     metrics, sets = score_adapter(params, layout.adapter_dir)
     grids = write_grids(layout.samples, sets)
     metrics["data_version"] = data_version(layout)
+    metrics["eval_fingerprint"] = eval_fingerprint(params, metrics["data_version"])
     run_id = TrainReport.read(layout.train_json).mlflow_run_id
     metrics["mlflow_run_id"] = run_id
     EvalReport.from_dict(metrics).write(layout.eval_json)
@@ -161,3 +170,4 @@ def _log_to_mlflow(params: Params, run_id: str, metrics: dict, grids: dict[str, 
         mlflow.log_artifact(str(report), artifact_path="eval")
         mlflow.log_dict(metrics, "eval/eval.json")
     client.set_tag(run_id, "data_version", metrics["data_version"])
+    client.set_tag(run_id, "eval_fingerprint", metrics["eval_fingerprint"])

@@ -135,7 +135,7 @@ def _start_mlflow(params: Params, run_id: str | None, enabled: bool):
         return None
     import mlflow
 
-    from landmark_lora.tracking import configure, run_params, run_tags
+    from landmark_lora.tracking import configure, log_datasets, run_params, run_tags
 
     experiment_id = configure(params.mlflow)
     if run_id:
@@ -147,6 +147,10 @@ def _start_mlflow(params: Params, run_id: str | None, enabled: bool):
                            tags=run_tags(params, {"stage": "train"}),
                            log_system_metrics=params.mlflow.system_metrics)
     mlflow.log_params(run_params(params))
+    try:
+        log_datasets(params)  # the run page's Datasets: train and val splits, DVC path and md5
+    except Exception as err:  # bookkeeping: never fails a training run
+        log.warning("train: could not log the datasets to MLflow (%s)", err)
     return run
 
 
