@@ -78,15 +78,32 @@ def scrub_deep(value: Any) -> Any:
     return value
 
 
+def project_root() -> Path:
+    """The folder a relative MLflow store lives under: ``DVC_ROOT`` when a DVC stage runs (DVC sets
+    it for every stage command; in a queued or ``--temp`` experiment it names the project, not the
+    throw-away copy the stage runs in), else the working directory (where params.yaml is)."""
+    root = os.environ.get("DVC_ROOT")
+    return Path(root).resolve() if root and Path(root).is_dir() else Path.cwd().resolve()
+
+
 def tracking_uri(cfg: MlflowConfig) -> str:
-    """MLFLOW_TRACKING_URI, else params; a relative SQLite path is made absolute (MLflow caches
-    stores by URI, so a relative one would keep pointing at the first working directory)."""
+    """MLFLOW_TRACKING_URI, else params; a relative SQLite path is made absolute under
+    project_root() (so a queued experiment logs to the project's store, and MLflow, which caches
+    stores by URI, never keeps pointing at the first working directory)."""
     uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        path = Path(uri.removeprefix("sqlite:///")).resolve()
+        path = project_root() / uri.removeprefix("sqlite:///")
         path.parent.mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{path}"
+        uri = f"sqlite:///{path.resolve()}"
     return uri
+
+
+def artifact_location(cfg: MlflowConfig) -> str:
+    """``cfg.artifact_location`` as MLflow wants it: a relative folder is made an absolute file URI
+    under project_root(), like the store."""
+    if "://" in cfg.artifact_location:
+        return cfg.artifact_location
+    return (project_root() / cfg.artifact_location).resolve().as_uri()
 
 
 def configure(cfg: MlflowConfig) -> str:
@@ -111,7 +128,7 @@ def configure(cfg: MlflowConfig) -> str:
         # folder here would strand artifacts on this machine, so let the server choose.
         location = None
     elif "://" not in cfg.artifact_location:  # a local folder: MLflow wants an absolute URI
-        location = Path(cfg.artifact_location).resolve().as_uri()
+        location = artifact_location(cfg)
     elif uri.startswith(("sqlite:", "postgresql:", "mysql:")):
         location = cfg.artifact_location
     return mlflow.create_experiment(cfg.experiment, artifact_location=location)
@@ -142,6 +159,15 @@ def dvc_data_hashes(lock: Path = Path("dvc.lock")) -> dict[str, str]:
     return hashes
 
 
+# What `dvc exp run` (queued or not) puts in every stage's environment -> the MLflow tag for it.
+DVC_EXP_ENV = {"DVC_EXP_NAME": "dvc.exp_name", "DVC_EXP_BASELINE_REV": "dvc.exp_baseline_rev"}
+
+
+def dvc_exp_tags() -> dict[str, str]:
+    """``dvc.exp_name`` and ``dvc.exp_baseline_rev`` inside `dvc exp run`; {} elsewhere."""
+    return {tag: os.environ[env] for env, tag in DVC_EXP_ENV.items() if os.environ.get(env)}
+
+
 def run_tags(params: Params, extra: dict[str, str] | None = None) -> dict[str, str]:
     tags = {
         "git_sha": git_sha(),
@@ -153,6 +179,7 @@ def run_tags(params: Params, extra: dict[str, str] | None = None) -> dict[str, s
     flow_run = os.environ.get("PREFECT__FLOW_RUN_ID")
     if flow_run:
         tags["prefect_flow_run_id"] = flow_run
+    tags.update(dvc_exp_tags())
     tags.update(extra or {})
     return scrub(tags)
 
