@@ -6,6 +6,8 @@ project; a relative SQLite store (the default) must land in the project, not in 
 
 from __future__ import annotations
 
+import pytest
+
 from landmark_lora.config import parse_params
 
 ENV = ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV")
@@ -63,3 +65,22 @@ def test_runs_inside_dvc_exp_run_are_tagged_with_the_experiment_and_its_baseline
     tags = run_tags(params)
     assert tags["dvc.exp_name"] == "tawny-bloc"
     assert tags["dvc.exp_baseline_rev"] == "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_a_store_deleted_under_a_running_process_is_started_afresh(tmp_path, monkeypatch):
+    """`rm mlruns/mlflow.db` beside a served flow: MLflow caches the store by URI and would go on
+    using the deleted file (runs nobody can see); configure() drops it and a fresh store is made."""
+    import mlflow
+
+    from landmark_lora.tracking import configure
+
+    no_tracking_env(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    cfg = parse_params({"mlflow": {"system_metrics": False}}).mlflow
+    experiment_id = configure(cfg)
+    run = mlflow.MlflowClient().create_run(experiment_id)
+    (tmp_path / "mlruns" / "mlflow.db").unlink()
+    configure(cfg)
+    assert (tmp_path / "mlruns" / "mlflow.db").is_file()
+    with pytest.raises(mlflow.exceptions.MlflowException, match="not found"):
+        mlflow.MlflowClient().get_run(run.info.run_id)
