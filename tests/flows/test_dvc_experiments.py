@@ -107,7 +107,8 @@ def test_dvc_exp_show_lists_both_experiments_with_eval_loss(ws, experiments):
 
 
 def test_a_queued_experiment_logs_to_the_projects_store(ws, experiments):
-    _dvc(ws, "exp", "run", "--queue", "-n", "queued", "-S", "train.learning_rate=0.001", "-S", "train.max_steps=2")
+    # params DVC never ran (the baseline's would be checked out of its run-cache: no training, no new run)
+    _dvc(ws, "exp", "run", "--queue", "-n", "queued", "-S", "train.learning_rate=0.003", "-S", "train.max_steps=2")
     _dvc(ws, "queue", "start")
     deadline = time.monotonic() + 900
     while True:
