@@ -145,6 +145,22 @@ def cmd_reproduce(params: Params, args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_exp(params: Params, args: argparse.Namespace) -> int:
+    from landmark_lora.retrain.experiments import ExperimentBaselineError, check_baseline, run_experiment
+
+    dvc_args = (["--queue"] if args.queue else []) + (["--name", args.name] if args.name else [])
+    dvc_args += [a for kv in args.set_param for a in ("-S", kv)]
+    try:
+        if args.check:
+            check_baseline()
+            print("exp: the git baseline holds every .dvc file and dvc.lock: ready for `dvc exp run`")
+            return 0
+        return run_experiment(dvc_args)
+    except ExperimentBaselineError as err:
+        print(f"landmark-lora exp: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
 def cmd_report(params: Params, args: argparse.Namespace) -> int:
     from landmark_lora.retrain.report_data import load_outcome
     from landmark_lora.retrain.report_html import write_html_report
@@ -293,6 +309,15 @@ def _add_registry_commands(sub) -> None:
     p.set_defaults(func=cmd_generate)
 
 
+def _add_exp_parser(sub) -> None:
+    p = sub.add_parser("exp", help="`dvc exp run`, after checking data/raw.dvc and dvc.lock are committed")
+    p.add_argument("-S", "--set-param", action="append", default=[], metavar="KEY=VALUE", help="as dvc exp run -S")
+    p.add_argument("--queue", action="store_true", help="queue it; start with `dvc queue start`")
+    p.add_argument("-n", "--name", help="experiment name")
+    p.add_argument("--check", action="store_true", help="only check the baseline")
+    p.set_defaults(func=cmd_exp)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="landmark-lora", description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
@@ -335,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="DVC stage: base vs adapter metrics, sample grids, MLflow")
     p.set_defaults(func=cmd_evaluate)
     _add_registry_commands(sub)
+    _add_exp_parser(sub)
     p = sub.add_parser("build-base", help="retrain the shipped toy-world base from its recipe (resumable)")
     p.add_argument("name", choices=["toyworld"])
     p.add_argument("--out", default="models/base-toyworld", help="diffusers folder to write")
@@ -360,10 +386,18 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # stage errors carry the actionable message; no traceback wall
         from landmark_lora.catalogue import CatalogueError
         from landmark_lora.ops.ingest import IngestError
+        from landmark_lora.ops.promote import PromotionError
+        from landmark_lora.tracking import TrackingUnreachableError
 
         if isinstance(err, (CatalogueError, IngestError, ValueError)):
             print(f"landmark-lora {args.command}: {err}", file=sys.stderr)
             return EXIT_USAGE
+        if isinstance(err, TrackingUnreachableError):  # a retry later may work
+            print(f"landmark-lora {args.command}: {err}", file=sys.stderr)
+            return EXIT_TEMPFAIL
+        if isinstance(err, PromotionError):
+            print(f"landmark-lora {args.command}: {err}", file=sys.stderr)
+            return 1
         raise
 
 

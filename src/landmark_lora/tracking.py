@@ -9,6 +9,7 @@ Browse runs with ``mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db``.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -78,22 +79,93 @@ def scrub_deep(value: Any) -> Any:
     return value
 
 
+def project_root() -> Path:
+    """The folder a relative MLflow store lives under: ``DVC_ROOT`` when a DVC stage runs (DVC sets
+    it for every stage command; in a queued or ``--temp`` experiment it names the project, not the
+    throw-away copy the stage runs in), else the working directory (where params.yaml is)."""
+    root = os.environ.get("DVC_ROOT")
+    return Path(root).resolve() if root and Path(root).is_dir() else Path.cwd().resolve()
+
+
 def tracking_uri(cfg: MlflowConfig) -> str:
-    """MLFLOW_TRACKING_URI, else params; a relative SQLite path is made absolute (MLflow caches
-    stores by URI, so a relative one would keep pointing at the first working directory)."""
+    """MLFLOW_TRACKING_URI, else params; a relative SQLite path is made absolute under
+    project_root() (so a queued experiment logs to the project's store, and MLflow, which caches
+    stores by URI, never keeps pointing at the first working directory)."""
     uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        path = Path(uri.removeprefix("sqlite:///")).resolve()
+        path = project_root() / uri.removeprefix("sqlite:///")
         path.parent.mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{path}"
+        uri = f"sqlite:///{path.resolve()}"
     return uri
 
 
+def artifact_location(cfg: MlflowConfig) -> str:
+    """``cfg.artifact_location`` as MLflow wants it: a relative folder is made an absolute file URI
+    under project_root(), like the store."""
+    if "://" in cfg.artifact_location:
+        return cfg.artifact_location
+    return (project_root() / cfg.artifact_location).resolve().as_uri()
+
+
+class TrackingUnreachableError(ConnectionError):
+    """The MLflow tracking server (or its database) does not answer; the message names the URI."""
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "mysql": 3306}
+
+
+def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """A short TCP connection to the host of a server store (http(s), postgresql, mysql), so an
+    unreachable one fails in seconds, naming the URI, instead of after MLflow's minutes of retries."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    scheme = parts.scheme.split("+", 1)[0]
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return
+    try:
+        port = parts.port or _DEFAULT_PORTS[scheme]
+        socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+    except (OSError, ValueError) as err:
+        raise TrackingUnreachableError(
+            f"MLflow tracking store {scrub_text(uri)} cannot be reached ({err}); start the server "
+            "(`mlflow server ...`, see docs/deploy.md), fix MLFLOW_TRACKING_URI / mlflow.tracking_uri in "
+            "params.yaml, or unset MLFLOW_TRACKING_URI to track to sqlite:///mlruns/mlflow.db") from err
+
+
+def forget_deleted_store(uri: str) -> None:
+    """A SQLite store deleted while this process runs (`rm mlruns/mlflow.db` to start tracking afresh
+    beside a served flow): MLflow caches stores and database engines by URI and would go on using the
+    deleted file, so drop them; the next call creates a fresh store. Best effort (MLflow internals)."""
+    if not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).exists():
+        return
+    try:
+        from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistrySql
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingSql
+        from mlflow.tracking._model_registry.registry import ModelRegistryStoreRegistry
+        from mlflow.tracking._tracking_service.registry import TrackingStoreRegistry
+
+        for store in (TrackingSql, RegistrySql):
+            engine = store._engine_map.pop(uri, None)
+            if engine is not None:
+                engine.dispose()
+        TrackingStoreRegistry._get_store_with_resolved_uri.cache_clear()
+        ModelRegistryStoreRegistry._get_store_with_resolved_uri.cache_clear()
+    except (ImportError, AttributeError):
+        pass
+
+
 def configure(cfg: MlflowConfig) -> str:
-    """Point MLflow at the configured store and make sure the experiment exists. Returns its id."""
+    """Point MLflow at the configured store and make sure the experiment exists. Returns its id.
+
+    Raises TrackingUnreachableError (a ConnectionError: the flow retries it) when a server store
+    does not answer."""
     import mlflow
 
     uri = tracking_uri(cfg)
+    check_reachable(uri)
+    forget_deleted_store(uri)
     user_env = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     # set_tracking_uri also exports MLFLOW_TRACKING_URI; undo that, or this workspace's store would
@@ -111,7 +183,7 @@ def configure(cfg: MlflowConfig) -> str:
         # folder here would strand artifacts on this machine, so let the server choose.
         location = None
     elif "://" not in cfg.artifact_location:  # a local folder: MLflow wants an absolute URI
-        location = Path(cfg.artifact_location).resolve().as_uri()
+        location = artifact_location(cfg)
     elif uri.startswith(("sqlite:", "postgresql:", "mysql:")):
         location = cfg.artifact_location
     return mlflow.create_experiment(cfg.experiment, artifact_location=location)
@@ -142,6 +214,15 @@ def dvc_data_hashes(lock: Path = Path("dvc.lock")) -> dict[str, str]:
     return hashes
 
 
+# What `dvc exp run` (queued or not) puts in every stage's environment -> the MLflow tag for it.
+DVC_EXP_ENV = {"DVC_EXP_NAME": "dvc.exp_name", "DVC_EXP_BASELINE_REV": "dvc.exp_baseline_rev"}
+
+
+def dvc_exp_tags() -> dict[str, str]:
+    """``dvc.exp_name`` and ``dvc.exp_baseline_rev`` inside `dvc exp run`; {} elsewhere."""
+    return {tag: os.environ[env] for env, tag in DVC_EXP_ENV.items() if os.environ.get(env)}
+
+
 def run_tags(params: Params, extra: dict[str, str] | None = None) -> dict[str, str]:
     tags = {
         "git_sha": git_sha(),
@@ -153,8 +234,22 @@ def run_tags(params: Params, extra: dict[str, str] | None = None) -> dict[str, s
     flow_run = os.environ.get("PREFECT__FLOW_RUN_ID")
     if flow_run:
         tags["prefect_flow_run_id"] = flow_run
+    tags.update(dvc_exp_tags())
     tags.update(extra or {})
     return scrub(tags)
+
+
+def flat_eval_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """reports/eval.json as MLflow metrics: ``eval/<key>`` for each number, and ``eval/base_<m>``
+    beside ``eval/adapter_<m>`` so two runs compare side by side in the MLflow UI."""
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    base = metrics.get("base") or {}
+    flat = {f"eval/{k}": float(v) for k, v in metrics.items() if number(v)}
+    flat.update({f"eval/base_{k}": float(v) for k, v in base.items() if number(v)})
+    flat.update({f"eval/adapter_{k}": float(metrics[k]) for k in base if number(metrics.get(k))})
+    return flat
 
 
 def run_params(params: Params) -> dict[str, str]:

@@ -36,8 +36,10 @@ from landmark_lora.config import Params
 from landmark_lora.env import pin_threads
 from landmark_lora.locking import locked
 from landmark_lora.logs import get_logger
+from landmark_lora.ops import runcache
 from landmark_lora.ops.lineage import LINEAGE_TAGS, record_lineage, unreproducible_refusal
 from landmark_lora.ops.promote_rules import Decision, decide, finite, rescore_reason, sanity_gates
+from landmark_lora.ops.runcache import Resolved
 from landmark_lora.registry import (
     CHALLENGER,
     CHAMPION,
@@ -55,14 +57,20 @@ class PromotionError(RuntimeError):
     """promote or rollback cannot go on; the message says what to run first."""
 
 
-def _train_run_id(params: Params) -> str:
+def _train_run(params: Params, client, log: Callable[[str], None] = _log.info) -> Resolved:
+    """The run reports/train.json names, as it is in the current store: re-logged from DVC's cached
+    outputs when the store does not hold it (ops/runcache.py), so a registered version's run exists."""
     path = Layout.of(params).train_json
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found; run `dvc repro train` first")
-    run_id = TrainReport.read(path).mlflow_run_id
-    if not run_id:
+    if not TrainReport.read(path).mlflow_run_id:
         raise PromotionError(f"{path} has no MLflow run id; run `dvc repro train` with MLflow on")
-    return run_id
+    try:
+        found = runcache.reconcile(params, log, client)
+    except runcache.RunCacheError as err:
+        raise PromotionError(str(err)) from err
+    assert found.run_id is not None
+    return found
 
 
 def matching_evaluation(params: Params) -> EvalReport:
@@ -111,14 +119,15 @@ def _version_tags(params: Params, client, run_id: str, evaluation: EvalReport) -
     return scrub(tags)
 
 
-def _find_or_register(params: Params, client):
+def _find_or_register(params: Params, client, train: Resolved):
     """The registry version of the last training run: registered (pyfunc logged into the run) if
-    it has none yet, else reused, with any tag a crashed earlier attempt did not write re-applied."""
+    it has none yet, else reused, with any tag a crashed earlier attempt did not write re-applied.
+    ``train``: that run as the current store holds it (re-logged there after a DVC run-cache hit)."""
     from landmark_lora.diffusion.components import resolve_base
     from landmark_lora.serving import log_adapter_model
 
-    run_id = _train_run_id(params)
-    evaluation = matching_evaluation(params)
+    run_id = str(train.run_id)
+    evaluation = matching_evaluation(params)  # compares the reports' own run ids: both from one pipeline run
     name = params.promotion.registered_model
 
     def log_model():  # a new version: record its lineage first (dvc push, lineage/ bundle, tags)
@@ -139,7 +148,7 @@ def register_challenger(params: Params, client=None):
 
     Idempotent: the same training run is registered once; a reused version gets missing tags back."""
     client = client or registry.client(params)
-    version = _find_or_register(params, client)
+    version = _find_or_register(params, client, _train_run(params, client))
     client.set_registered_model_alias(params.promotion.registered_model, CHALLENGER, version.version)
     return client.get_model_version(params.promotion.registered_model, version.version)
 
@@ -184,12 +193,13 @@ def promote(params: Params, force: bool = False, log: Callable[[str], None] = _l
     ``allow_unreproducible`` or ``promotion.allow_unreproducible``."""
     client = registry.client(params)
     name = params.promotion.registered_model
-    run_id = _train_run_id(params)
+    train = _train_run(params, client, log)
+    run_id = str(train.run_id)
     discard_half_registered(params, run_id, log, client)
     before = {v.version: dict(v.tags or {}) for v in run_versions(client, name, run_id)}
     aliases_before = {a: alias(client, name, a) for a in (CHAMPION, CHALLENGER)}
     try:
-        return _promote(params, client, force, allow_unreproducible or params.promotion.allow_unreproducible)
+        return _promote(params, client, force, train, allow_unreproducible or params.promotion.allow_unreproducible)
     except BaseException:
         try:
             _undo(client, name, run_id, before, aliases_before, log)
@@ -219,9 +229,9 @@ def _undo(client, name: str, run_id: str, before: dict[str, dict], aliases_befor
                 client.set_model_version_tag(name, v.version, k, old)
 
 
-def _promote(params: Params, client, force: bool, allow_unreproducible: bool) -> dict:
+def _promote(params: Params, client, force: bool, train: Resolved, allow_unreproducible: bool) -> dict:
     name = params.promotion.registered_model
-    challenger = _find_or_register(params, client)
+    challenger = _find_or_register(params, client, train)
     chall_metrics = version_metrics(challenger)
     champion = alias(client, name, CHAMPION)
     if champion is not None and champion.version == challenger.version:
@@ -325,7 +335,10 @@ def rollback(params: Params, reason: str) -> dict:
 
 
 def _write(params: Params, report: dict) -> None:
-    path = Layout.of(params).promotion_json
+    layout = Layout.of(params)
+    if isinstance(report.get("challenger"), dict):  # the id the reports name (differs once re-logged: runcache)
+        report["challenger"]["reported_run_id"] = TrainReport.read(layout.train_json).mlflow_run_id
+    path = layout.promotion_json
     fsutil.write_json_atomic(path, report, indent=2, default=str)
 
 

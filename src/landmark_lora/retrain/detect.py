@@ -69,17 +69,43 @@ def untrained_photos(params: Params) -> int:
     return len(raw - trained_shas(params))
 
 
-def unpromoted_run(params: Params) -> str | None:
-    """The MLflow run of a finished pipeline (train + evaluate) that promote has not judged:
-    e.g. promote failed last time, or someone ran plain `dvc repro`."""
+def finished_run(params: Params) -> str | None:
+    """The MLflow run id both reports name (train.json and eval.json agree), else None."""
     layout = Layout.of(params)
     run_id = read_report(TrainReport, layout.train_json).mlflow_run_id
-    if not run_id or read_report(EvalReport, layout.eval_json).mlflow_run_id != run_id:
+    return run_id if run_id and read_report(EvalReport, layout.eval_json).mlflow_run_id == run_id else None
+
+
+def unpromoted_run(params: Params, in_store: str | None = None) -> str | None:
+    """The MLflow run of a finished pipeline (train + evaluate) that promote has not judged:
+    e.g. promote failed last time, or someone ran plain `dvc repro`. ``in_store``: the run that
+    holds the reports' run in the current store (ops/runcache.py), when the caller knows it."""
+    layout = Layout.of(params)
+    run_id = finished_run(params)
+    if not run_id:
         return None
     promotion = read_json(layout.promotion_json)
     # judged: the last promote decided on it, or the operator rolled it back (that sticks)
-    judged = {(promotion.get(k) or {}).get("run_id") for k in ("challenger", "rolled_back")}
+    judged = {(promotion.get(k) or {}).get(key) for k in ("challenger", "rolled_back")
+              for key in ("run_id", "reported_run_id")} - {None}
+    run_id = in_store or run_id
     return None if run_id in judged else run_id
+
+
+def judged_in_another_store(params: Params) -> str | None:
+    """The finished run promote judged, when the current store has lost it (reset, or another
+    server): it waits for promotion again (it is re-logged first). None if not, or unknown."""
+    from landmark_lora.ops.runcache import lookup
+
+    if not Layout.of(params).promotion_json.exists() or not finished_run(params):
+        return None
+    try:
+        found = lookup(params)
+    except Exception:  # the store cannot be asked now: the pipeline step will say why
+        return None
+    if found.how == "missing":
+        return found.reported
+    return unpromoted_run(params, found.run_id) if found.run_id else None
 
 
 def detect(params: Params) -> Detection:
@@ -88,4 +114,5 @@ def detect(params: Params) -> Detection:
 
     pending = pending_photos(params.paths.incoming)
     raw_rows = rawtable.read_rows(params.paths.raw)
-    return Detection(pending, untrained_photos(params), unpromoted_run(params), bool(pending or raw_rows))
+    waiting = unpromoted_run(params) or judged_in_another_store(params)
+    return Detection(pending, untrained_photos(params), waiting, bool(pending or raw_rows))

@@ -41,6 +41,7 @@ from landmark_lora.config import load_params
 from landmark_lora.env import process_age_s
 from landmark_lora.locking import LockBusy, lock_path, pipeline_lock
 from landmark_lora.logs import ROOT
+from landmark_lora.ops.runcache import reconcile
 from landmark_lora.registry import champion_version
 from landmark_lora.retrain import gitsync
 from landmark_lora.retrain.cleanup import close_orphans, promote_all_or_nothing
@@ -166,7 +167,13 @@ def _retrain_locked(params_path: str, root: Path, force: bool, min_new_photos: i
         return _failed(outcome, Failure(err.stage, err.cause, err.transient, err.details), champion_before)
     outcome.stages_run, outcome.repro_log = repro.stages_run, repro.log_path
     _split_dvc_time(outcome, repro)
-    run_id = unpromoted_run(params)
+    try:  # the reports' run must exist in this store (DVC may have restored them from its cache)
+        with outcome.timed("promote"):
+            in_store = reconcile(params, say).run_id
+    except Exception as err:
+        return _failed(outcome, Failure("promote", f"{type(err).__name__}: {err}", is_transient_error(err), ""),
+                       champion_before)
+    run_id = unpromoted_run(params, in_store)
     close_orphans(params, fr_id, keep=run_id)
     if run_id is None:
         reason = "pipeline up to date: nothing retrained; champion unchanged"

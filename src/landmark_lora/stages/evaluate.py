@@ -19,7 +19,6 @@ base | adapter) and ``reports/eval.html``, and logs all of it into the training 
 from __future__ import annotations
 
 import html
-import math
 import os
 from pathlib import Path
 
@@ -149,18 +148,11 @@ def run(params: Params) -> EvalReport:
 def _log_to_mlflow(params: Params, run_id: str, metrics: dict, grids: dict[str, Path], report: Path) -> None:
     import mlflow
 
-    from landmark_lora.tracking import configure
+    from landmark_lora.tracking import configure, flat_eval_metrics
 
     configure(params.mlflow)
     client = mlflow.MlflowClient()
-
-    def number(v) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-    flat = {f"eval/{k}": v for k, v in metrics.items() if number(v)}
-    # base_<metric> beside adapter_<metric>: two runs compare side by side in the MLflow UI
-    flat.update({f"eval/base_{k}": v for k, v in metrics["base"].items() if number(v)})
-    flat.update({f"eval/adapter_{k}": metrics[k] for k in metrics["base"] if number(metrics.get(k))})
+    flat = flat_eval_metrics(metrics)  # base_<metric> beside adapter_<metric>
     with mlflow.start_run(run_id=run_id, log_system_metrics=False):
         mlflow.log_metrics(flat)
         mlflow.set_tags({f"eval.{k}": v[:5000] for k, v in metrics.items() if k.endswith("_status")})
