@@ -49,8 +49,13 @@ def cmd_sample_data(params: Params, args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else params.paths.incoming
     log.info("sample-data: rendering the synthetic photo set into %s/ ...", out)
-    n = render_sample_set(out, _catalogue(params), params.sample_data)
-    print(f"sample-data: rendered {n} labelled photos into {out}/ (labels in {out}/metadata.csv)")
+    from landmark_lora.catalogue import ANGLES
+
+    catalogue = _catalogue(params)
+    n = render_sample_set(out, catalogue, params.sample_data)
+    plates = len(catalogue) * len(ANGLES) * params.sample_data.plates_per_view
+    print(f"sample-data: rendered {n} labelled photos ({n - plates} with a person, {plates} background plates) "
+          f"into {out}/ (labels in {out}/metadata.csv)")
     return 0
 
 

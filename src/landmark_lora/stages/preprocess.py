@@ -13,6 +13,13 @@ For each photo in ``data/raw/metadata.csv``:
 Outputs ``data/processed/{train,val}/<landmark>/<sha16>.png`` with a ``.txt`` caption beside
 each image (kohya layout) and ``metadata.jsonl`` per split (Hugging Face imagefolder layout).
 
+Background plates (shot ``background``) are never trained on: they are cropped and sized the
+same way into the plate library ``data/processed/plates/<landmark>/<angle>/<name>.png`` with an
+``index.json``, and ``data/processed/person_regions.json`` records, per shot type, where the
+detector found the person in the train photos (median box normalised to the image, spread,
+count) for composite generation (``landmark_lora.composite``). An unlabelled photo in which no
+one is detected is listed as ``proposed_plates`` in ``reports/preprocess.json``, never used as one.
+
 Steps 1-3 are cached by content in ``.cache/preprocess/`` under a key made of the photo's
 sha256 and the knobs that change the pixels, so adding k photos to n costs about k. Entries are
 written atomically (``landmark_lora.fsutil``); an entry that cannot be read back whole (a partial
@@ -35,12 +42,21 @@ from pathlib import Path
 from PIL import Image
 
 from landmark_lora import fsutil, rawtable
-from landmark_lora.artifacts import SPLITS, Layout, ProcessedRecord, write_records
+from landmark_lora.artifacts import (
+    SPLITS,
+    Layout,
+    PlateRecord,
+    ProcessedRecord,
+    write_person_regions,
+    write_plates,
+    write_records,
+)
 from landmark_lora.caption_fit import check_captions
-from landmark_lora.catalogue import Landmark, render_caption
+from landmark_lora.catalogue import BACKGROUND, UNSPECIFIED, Landmark, render_caption
 from landmark_lora.config import DataConfig, Params
 from landmark_lora.imaging import Box, detect_person, exif_orientation, load_rgb
 from landmark_lora.logs import get_logger
+from landmark_lora.plates import normalised_box, person_region_stats
 
 log = get_logger(__name__)
 
@@ -138,12 +154,17 @@ class PreprocessSummary:
     person_found: int = 0
     out_dir: Path = Path("data/processed")
     captions: dict = field(default_factory=dict)  # caption_fit's token counts (reports/preprocess.json)
+    plates: int = 0
+    proposed_plates: list[str] = field(default_factory=list)  # unlabelled photos where no one was found
 
     def describe(self) -> str:
+        proposed = (f"; {len(self.proposed_plates)} unlabelled photo(s) with no person found could be plates "
+                    "(label them `shot: background`; see proposed_plates in the report)" if self.proposed_plates else "")
         return (
-            f"preprocess: {self.counts.get('train', 0)} train, {self.counts.get('val', 0)} val -> {self.out_dir}/ "
+            f"preprocess: {self.counts.get('train', 0)} train, {self.counts.get('val', 0)} val, "
+            f"{self.plates} plates -> {self.out_dir}/ "
             f"(cache: {self.cache_hits} reused, {self.cache_misses} processed; "
-            f"person detected in {self.person_found}; buckets {self.buckets})"
+            f"person detected in {self.person_found}; buckets {self.buckets}){proposed}"
         )
 
 
@@ -209,11 +230,43 @@ def _cached_crop(row: dict, layout: Layout, cfg: DataConfig, buckets: list[tuple
     return cached_img, facts
 
 
+def _plate_library(plate_rows: list[dict], layout: Layout, cfg: DataConfig, buckets: list[tuple[int, int]],
+                   summary: PreprocessSummary) -> list[PlateRecord]:
+    """Plates cropped and sized like the training photos, under ``plates_dir/<landmark>/<angle>/``."""
+    shutil.rmtree(layout.plates_dir, ignore_errors=True)
+    plates = []
+    for row in plate_rows:
+        cached_img, facts = _cached_crop(row, layout, cfg, buckets, summary)
+        name = Path(row["file"]).stem
+        rel = f"{row['landmark']}/{row['angle']}/{name}.{cfg.image_format}"
+        dest = layout.plates_dir / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cached_img, dest)
+        width, height = facts["bucket"]
+        plates.append(PlateRecord(landmark=row["landmark"], angle=row["angle"], name=name, file=rel, width=width,
+                                  height=height, raw_file=row["file"], sha256=row["sha256"]))
+    write_plates(layout, plates)
+    summary.plates = len(plates)
+    return plates
+
+
+def _record(row: dict, name: str, caption: str, facts: dict) -> ProcessedRecord:
+    width, height = facts["bucket"]
+    return ProcessedRecord(
+        file_name=name, text=caption, landmark=row["landmark"], shot=row["shot"], angle=row["angle"],
+        pose=row["pose"], width=width, height=height, sha256=row["sha256"], raw_file=row["file"],
+        person_box=facts["person"] is not None, person=normalised_box(facts["person"], facts["crop"]),
+    )
+
+
 def preprocess(params: Params, catalogue: dict[str, Landmark]) -> PreprocessSummary:
     cfg, layout = params.data, Layout.of(params)
     layout.preprocess_cache.mkdir(parents=True, exist_ok=True)
     _check_validated(layout)
-    rows = _raw_rows(layout, catalogue)
+    all_rows = _raw_rows(layout, catalogue)
+    rows = [r for r in all_rows if r["shot"] != BACKGROUND]  # plates are never trained on
+    if not rows:
+        raise ValueError(f"{layout.raw_table}: only background plates, no photos with a person to train on")
     captions = check_captions(params, catalogue, rows)  # a label past the token limit fails here, before any work
 
     buckets = bucket_sizes(cfg)
@@ -234,18 +287,18 @@ def preprocess(params: Params, catalogue: dict[str, Landmark]) -> PreprocessSumm
             params.caption, catalogue[row["landmark"]], row["shot"], row["angle"], row["pose"], row["caption"]
         )
         dest.with_suffix(".txt").write_text(caption + "\n", encoding="utf-8")
+        records[split].append(_record(row, name, caption, facts))
         width, height = facts["bucket"]
-        records[split].append(ProcessedRecord(
-            file_name=name, text=caption, landmark=row["landmark"], shot=row["shot"], angle=row["angle"],
-            pose=row["pose"], width=width, height=height, sha256=row["sha256"], raw_file=row["file"],
-            person_box=facts["person"] is not None,
-        ))
         summary.buckets[f"{width}x{height}"] = summary.buckets.get(f"{width}x{height}", 0) + 1
         summary.person_found += facts["person"] is not None
+        if row["shot"] == UNSPECIFIED and facts["person"] is None:
+            summary.proposed_plates.append(row["file"])
 
     for split, recs in records.items():
         write_records(layout, split, recs)
         summary.counts[split] = len(recs)
+    _plate_library([r for r in all_rows if r["shot"] == BACKGROUND], layout, cfg, buckets, summary)
+    write_person_regions(layout, person_region_stats(records["train"]))
     _write_report(layout.preprocess_json, records, summary)
     log.debug("preprocess: wrote %s and %s", layout.metadata("train"), layout.preprocess_json)
     return summary
@@ -267,5 +320,8 @@ def _write_report(path: Path, records: dict[str, list[ProcessedRecord]], summary
         "buckets": dict(sorted(summary.buckets.items())),
         "per_split": per_split,
         "captions": summary.captions,
+        "plates": summary.plates,
+        # unlabelled photos in which the detector found no one: never used as plates until labelled so
+        "proposed_plates": summary.proposed_plates,
     }
     fsutil.write_json_atomic(path, report, indent=2, sort_keys=True)
