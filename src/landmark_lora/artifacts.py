@@ -272,7 +272,12 @@ class PlateRecord:
 
 def read_plates(layout: Layout) -> list[PlateRecord]:
     """The plate library's index; [] when preprocess has written none."""
-    path = layout.plates_index
+    return read_plates_in(layout.plates_dir)
+
+
+def read_plates_in(plates_dir: Path) -> list[PlateRecord]:
+    """The index of a plate library folder (the workspace's, or a copy bundled with an MLflow model)."""
+    path = Path(plates_dir) / PLATES_INDEX
     if not path.exists():
         return []
     try:
@@ -288,9 +293,10 @@ def write_plates(layout: Layout, plates: Iterable[PlateRecord]) -> Path:
     return layout.plates_index
 
 
-def read_person_regions(layout: Layout) -> dict[str, Any]:
-    """``person_regions.json``: {"shots": {shot: {"box", "spread", "count"}}, ...}; {} when absent."""
-    path = layout.person_regions
+def read_person_regions(layout: Layout | Path) -> dict[str, Any]:
+    """``person_regions.json`` (of the layout, or at a path): {"shots": {shot: {"box", "spread", "count"}}, ...};
+    {} when absent."""
+    path = layout.person_regions if isinstance(layout, Layout) else Path(layout)
     if not path.exists():
         return {}
     try:

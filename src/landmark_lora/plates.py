@@ -4,7 +4,7 @@
     normalised_box(person=(40, 30, 120, 250), crop=(0, 10, 192, 266))   # -> (0.21, 0.08, 0.63, 0.94)
     stats = person_region_stats(read_records(layout, "train"))          # person_regions.json's body
     plate = choose_plate(read_plates(layout), "gyeongbokgung", "low_angle", seed=3)   # or name="..._plate_0"
-    image = load_plate(layout, plate)
+    image = load_plate(layout.plates_dir, plate, (56, 72))
 
 A plate is a photo of a landmark from one of its spots with no one in it (shot label
 ``background``). Preprocess builds the library (``artifacts.Layout.plates_dir``) and the person
@@ -15,12 +15,13 @@ as the preprocess detector found it, normalised to the image, with its spread an
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from landmark_lora.artifacts import Layout, PlateRecord, ProcessedRecord
+from landmark_lora.artifacts import PlateRecord, ProcessedRecord
 
 Box = tuple[float, float, float, float]
 
@@ -87,10 +88,11 @@ def choose_plate(plates: list[PlateRecord], landmark: str, angle: str, seed: int
     return here[int(seed) % len(here)]
 
 
-def load_plate(layout: Layout, plate: PlateRecord, size: tuple[int, int] | None = None) -> Image.Image:
-    """The plate's pixels as RGB; at ``size`` (w, h) when asked (downscaled with a centre crop to its
-    aspect). A plate smaller than ``size`` is refused rather than upscaled."""
-    path = layout.plates_dir / plate.file
+def load_plate(plates_dir: Path, plate: PlateRecord, size: tuple[int, int] | None = None) -> Image.Image:
+    """The plate's pixels as RGB from the library in ``plates_dir`` (``Layout.plates_dir`` or a bundled
+    copy); at ``size`` (w, h) when asked (downscaled with a centre crop to its aspect). A plate smaller than
+    ``size`` is refused rather than upscaled."""
+    path = Path(plates_dir) / plate.file
     if not path.is_file():
         raise PlateError(f"{path}: plate '{plate.name}' is in the index but not on disk; rerun `dvc repro preprocess`")
     with Image.open(path) as im:
