@@ -119,6 +119,21 @@ def seam_score(image: Image.Image, plate: Image.Image, box: PixelBox, feather_px
     return float((c_img + g_img) / max(c_ref + g_ref, 1e-6))
 
 
+@dataclass(frozen=True)
+class Request:
+    """What a composite snapshot is asked for: the place and view, the shot, the pose, the seed; optionally
+    the plate's name, the prompt (default: the training caption of these labels) and the size (w, h)."""
+
+    landmark: str
+    angle: str
+    shot: str
+    pose: str = "unspecified"
+    seed: int = 0
+    plate: str | None = None
+    prompt: str | None = None
+    size: tuple[int, int] | None = None
+
+
 @dataclass
 class Composite:
     image: Image.Image

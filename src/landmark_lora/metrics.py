@@ -119,3 +119,14 @@ def background_consistency(generated: Image.Image, references: list[Image.Image]
     if not references:
         return float("nan")
     return max(background_similarity(generated, ref) for ref in references)
+
+
+def masked_similarity(image: Image.Image, reference: Image.Image, keep: np.ndarray) -> float:
+    """Mean SSIM of ``image`` and ``reference`` (resized to it) over the pixels where ``keep`` (h, w) is
+    True, clipped to [0, 1]; NaN when nothing is kept. Composite scoring compares each image with its
+    plate outside the person region this way, for both modes alike."""
+    if not keep.any():
+        return float("nan")
+    size = image.size
+    ssim = _ssim_map(_gray(image, size), _gray(reference, size))
+    return float(np.clip(ssim[keep].mean(), 0.0, 1.0))
