@@ -49,3 +49,18 @@ def test_composite_keeps_the_plate_exactly_and_redraws_the_region(ipipe):
     again = compose(plate, "p", REGIONS, "upper_body", CFG, paint, seed=3)
     assert np.array_equal(np.asarray(again.image), o)
     assert np.isfinite(snap.seam(CFG.feather_px))
+
+
+def test_a_plain_unet_on_8_channel_latents_blends_too(tmp_path):
+    """The toy-world base (the default): UNet and VAE on 8 latent channels. diffusers blends only for 4;
+    blending_unet lets it, and leaves the UNet's config as it was."""
+    from landmark_lora.diffusion.base import ensure_base_model
+    from landmark_lora.diffusion.pipeline import load_pipeline
+
+    pipe = load_pipeline(ensure_base_model("toyworld", tmp_path))
+    assert pipe.unet.config.in_channels == pipe.vae.config.latent_channels == 8
+    ipipe = inpaint_pipeline(pipe)
+    snap = compose(_plate(), "p", REGIONS, "upper_body", CFG, inpainter(ipipe, PROMPT, steps=2), seed=1)
+    assert pipe.unet.config.in_channels == 8
+    outside = snap.mask == 0
+    assert np.array_equal(np.asarray(snap.image)[outside], np.asarray(_plate())[outside])

@@ -6,7 +6,8 @@
     paint = inpainter(ipipe, "lmksnap snapshot photo, ...", steps=20, guidance=5.0)
     image = paint(plate, (10, 8, 46, 72), seed)             # the frame, the box redrawn
 
-With an ordinary 4-channel SD 1.x UNet the pipeline inpaints by blending latents: at every step
+With an ordinary 4-channel SD 1.x UNet (or any plain UNet whose channels are its VAE's latents, like
+the toy-world base's 8: ``blending_unet``) the pipeline inpaints by blending latents: at every step
 the latents outside the mask are replaced by the plate's latents noised to that step, so the
 region is drawn to fit what surrounds it. A real inpainting checkpoint (9-channel UNet, named
 by ``model.inpaint_base``) sees the masked plate directly. Either way landmark_lora.composite
@@ -15,6 +16,8 @@ pastes the result back so that the plate's pixels outside the region stay exactl
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,23 @@ def region_mask(size: tuple[int, int], box: tuple[int, int, int, int]) -> Image.
     return mask
 
 
+@contextmanager
+def blending_unet(ipipe: Any) -> Iterator[None]:
+    """Let diffusers blend latents for any plain UNet. Its inpainting pipeline blends only when the UNet takes
+    4 channels (SD 1.x latents); a plain UNet on other latents (the toy-world base: 8 in, 8 out, like its VAE)
+    is the same case, so for the call its config says 4 (the weights and forward pass are untouched)."""
+    unet, latent = ipipe.unet, ipipe.vae.config.latent_channels
+    real = unet.config.in_channels
+    if real in (4, 9) or real != latent:
+        yield
+        return
+    unet.register_to_config(in_channels=4)
+    try:
+        yield
+    finally:
+        unet.register_to_config(in_channels=real)
+
+
 def inpainter(ipipe: Any, prompt: str, steps: int = 20, guidance: float = 5.0, strength: float = 1.0) -> Any:
     """(plate, box, seed) -> the frame with the box redrawn for ``prompt`` (composite.Inpaint)."""
     import torch
@@ -64,9 +84,10 @@ def inpainter(ipipe: Any, prompt: str, steps: int = 20, guidance: float = 5.0, s
     @torch.no_grad()
     def paint(plate: Image.Image, box: tuple[int, int, int, int], seed: int) -> Image.Image:
         gen = torch.Generator("cpu").manual_seed(int(seed))
-        out = ipipe(prompt=prompt, image=plate, mask_image=region_mask(plate.size, box), width=plate.width,
-                    height=plate.height, strength=strength, num_inference_steps=steps, guidance_scale=guidance,
-                    generator=gen, output_type="pil")
+        with blending_unet(ipipe):
+            out = ipipe(prompt=prompt, image=plate, mask_image=region_mask(plate.size, box), width=plate.width,
+                        height=plate.height, strength=strength, num_inference_steps=steps, guidance_scale=guidance,
+                        generator=gen, output_type="pil")
         return out.images[0]
 
     return paint
