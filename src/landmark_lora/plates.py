@@ -9,7 +9,8 @@
 A plate is a photo of a landmark from one of its spots with no one in it (shot label
 ``background``). Preprocess builds the library (``artifacts.Layout.plates_dir``) and the person
 regions (``Layout.person_regions``): per shot type, the median person box of the train photos
-as the preprocess detector found it, normalised to the image, with its spread and count.
+as the preprocess detectors found it (``metrics.person_extent``: head and shoulders plus whole
+people, HOG), normalised to the image, with its spread and count.
 """
 
 from __future__ import annotations

@@ -152,3 +152,26 @@ def test_person_boxes_are_normalised_to_the_crop():
     assert normalised_box((40, 30, 120, 250), (0, 10, 200, 260)) == (0.2, 0.08, 0.6, 0.96)
     assert normalised_box((-10, 0, 50, 400), (0, 0, 100, 200)) == (0.0, 0.0, 0.5, 1.0)  # clipped to the image
     assert normalised_box(None, (0, 0, 1, 1)) is None
+
+
+def test_the_person_extent_covers_the_whole_person_not_just_the_head():
+    """Regions come from these boxes: a full-body or wide person must be found head to feet."""
+    from landmark_lora.config import SampleDataConfig
+    from landmark_lora.imaging import detect_person
+    from landmark_lora.metrics import person_extent
+    from landmark_lora.synthetic.photo import render_photo
+
+    def iou(a, b) -> float:
+        ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+        iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+        inter = ix * iy
+        return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+    for shot, angle in (("full_body", "eye_level"), ("wide", "low_angle")):
+        image, mask = render_photo(CAT[G], angle, shot, "waving", 0, SampleDataConfig(), return_mask=True)
+        ys, xs = np.nonzero(mask)
+        truth = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        assert iou(person_extent(image), truth) > 0.6, shot
+        head = detect_person(image)
+        if head is not None:
+            assert iou(person_extent(image), truth) >= iou(head, truth), shot

@@ -56,12 +56,14 @@ from landmark_lora.catalogue import BACKGROUND, UNSPECIFIED, Landmark, render_ca
 from landmark_lora.config import DataConfig, Params
 from landmark_lora.imaging import Box, detect_person, exif_orientation, load_rgb
 from landmark_lora.logs import get_logger
+from landmark_lora.metrics import person_extent
 from landmark_lora.plates import normalised_box, person_region_stats
 
 log = get_logger(__name__)
 
 # Bump when the pixel pipeline changes: it invalidates every cached crop.
-PIPELINE_VERSION = "1"
+# 2: the crop facts also hold the whole person's extent (composite mode's person regions).
+PIPELINE_VERSION = "2"
 
 
 # ---------------------------------------------------------------- buckets
@@ -121,10 +123,11 @@ def process_image(path: Path, cfg: DataConfig, buckets: list[tuple[int, int]]) -
     image = load_rgb(path, bucket)
     bucket = choose_bucket(image.width, image.height, buckets)
     person = detect_person(image) if cfg.person_detector == "auto" else None
+    extent = person_extent(image) if cfg.person_detector == "auto" else None  # + whole people (HOG)
     box = crop_box(image.width, image.height, bucket[0] / bucket[1], person)
     out = image.resize(bucket, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
     return out, {"bucket": list(bucket), "crop": list(box), "person": list(person) if person else None,
-                 "source_size": [image.width, image.height]}
+                 "extent": list(extent) if extent else None, "source_size": [image.width, image.height]}
 
 
 # ---------------------------------------------------------------- splits
@@ -255,7 +258,8 @@ def _record(row: dict, name: str, caption: str, facts: dict) -> ProcessedRecord:
     return ProcessedRecord(
         file_name=name, text=caption, landmark=row["landmark"], shot=row["shot"], angle=row["angle"],
         pose=row["pose"], width=width, height=height, sha256=row["sha256"], raw_file=row["file"],
-        person_box=facts["person"] is not None, person=normalised_box(facts["person"], facts["crop"]),
+        person_box=facts["person"] is not None,
+        person=normalised_box(facts.get("extent") or facts["person"], facts["crop"]),
     )
 
 
