@@ -118,7 +118,8 @@ def cmd_evaluate(params: Params, args: argparse.Namespace) -> int:
         c, t = section["composite"], section["t2i"]
         print(f"  composite on {section['prompts']} prompts: background_consistency {c['background_consistency']:.3f} "
               f"(text-to-image {t['background_consistency']:.3f}), shot_agreement {c['shot_agreement']:.2f} "
-              f"(text-to-image {t['shot_agreement']:.2f}), seam score {c['seam_score']:.2f}")
+              f"(text-to-image {t['shot_agreement']:.2f}), seam score {c['seam_score']:.2f} "
+              f"(real photos {section.get('real_seam_score') or float('nan'):.2f})")
     elif section:
         print(f"  composite: {section.get('status')}")
     for name in ("landmark_accuracy", "angle_accuracy", "pose_accuracy"):

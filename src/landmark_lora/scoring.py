@@ -208,7 +208,8 @@ def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None 
     sets = {"prompts": prompts, "base": base_images, "adapter": adapter_images, "refs": refs,
             "source_dir": layout.split_dir(split)}
     if params.eval.composite:
-        metrics["composite"], sets["composite"] = score_composite(params, pipe, prompts, adapter_images, classifiers)
+        metrics["composite"], sets["composite"] = score_composite(params, pipe, prompts, adapter_images, classifiers,
+                                                                  layout.split_dir(split))
     return metrics, sets
 
 
@@ -223,10 +224,24 @@ def _mode_metrics(images: list[Image.Image], plates: list[Image.Image], masks: l
             **{k: acc.get(k) for k in ("landmark_accuracy", "angle_accuracy") if k in acc}}
 
 
+def _real_seam(source_dir: Path, row: dict, feather_px: int) -> float:
+    """The seam score of the real photo the prompt came from, at the same region against the same plate: how
+    much a real person at that place stands out from the plate's texture (the level a composite should match)."""
+    from landmark_lora.composite import seam_score
+
+    path, snap = Path(source_dir) / row["prompt"].get("source", ""), row["snap"]
+    if not path.is_file():
+        return float("nan")
+    with Image.open(path) as im:
+        real = im.convert("RGB").resize(snap.plate.size, Image.Resampling.LANCZOS)
+    return seam_score(real, snap.plate, snap.box, feather_px)
+
+
 def score_composite(params: Params, pipe, prompts: list[dict], t2i_images: list[Image.Image],
-                    classifiers: dict[str, Calibrated]) -> tuple[dict, list[dict]]:
+                    classifiers: dict[str, Calibrated], source_dir: Path) -> tuple[dict, list[dict]]:
     """Composite mode on the prompts (same seeds) vs the text-to-image images already made; the adapter is
-    loaded in ``pipe``. Returns (eval.json's ``composite`` section, one row per composited prompt)."""
+    loaded in ``pipe``. Returns (eval.json's ``composite`` section, one row per composited prompt).
+    ``real_seam_score``: the same seam measure on the prompts' real val photos, for reference."""
     from landmark_lora.artifacts import read_person_regions, read_plates
     from landmark_lora.composite import Request
     from landmark_lora.diffusion.inpaint import inpaint_pipeline
@@ -258,4 +273,6 @@ def score_composite(params: Params, pipe, prompts: list[dict], t2i_images: list[
                "composite": _mode_metrics([r["snap"].image for r in rows], *args),
                "t2i": _mode_metrics([r["t2i"] for r in rows], *args)}
     section["composite"]["seam_score"] = float(np.nanmean([r["snap"].seam(cfg.feather_px) for r in rows]))
+    real = [_real_seam(source_dir, r, cfg.feather_px) for r in rows]
+    section["real_seam_score"] = float(np.nanmean(real)) if not np.all(np.isnan(real)) else None
     return section, rows

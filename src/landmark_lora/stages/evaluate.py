@@ -86,7 +86,7 @@ def write_grids(out_dir: Path, sets: dict) -> dict[str, Path]:
     for row in sets.get("composite") or []:  # plate | text-to-image | composite, same prompt and seed
         p, snap = row["prompt"], row["snap"]
         composites.setdefault(p["landmark"], []).append(
-            (snap.plate, row["t2i"], snap.image, f"{p['shot']}, {p['angle']}, plate {snap.plate_name}"))
+            (snap.plate, row["t2i"], snap.image, f"{p['shot']}, {p['angle']}, {p['pose']}"))
     for landmark, rows in sorted(composites.items()):
         paths[f"{landmark}_composite"] = out_dir / f"{landmark}_composite.png"
         _grid(rows, titles=("plate", "text-to-image", "composite")).save(paths[f"{landmark}_composite"])
@@ -110,7 +110,8 @@ def _composite_html(section: dict | None) -> str:
     rows = "".join(f"<tr><td>{k}</td><td>{_cell(section['t2i'].get(k))}</td><td>{_cell(section['composite'].get(k))}"
                    "</td></tr>" for k in keys)
     return ("<h2>composite vs text-to-image (same prompts and seeds)</h2><table border=1 cellpadding=4>"
-            f"<tr><th>metric</th><th>text-to-image</th><th>composite</th></tr>{rows}</table>")
+            f"<tr><th>metric</th><th>text-to-image</th><th>composite</th></tr>{rows}</table>"
+            f"<p>seam score of the real val photos at the same regions: {_cell(section.get('real_seam_score'))}</p>")
 
 
 def write_html(path: Path, metrics: dict, grids: dict[str, Path]) -> None:
@@ -177,6 +178,8 @@ def _log_to_mlflow(params: Params, run_id: str, metrics: dict, grids: dict[str, 
     section = metrics.get("composite") or {}  # eval/composite_<metric> and eval/composite_t2i_<metric>
     flat.update({f"eval/composite_{k}": v for k, v in (section.get("composite") or {}).items() if number(v)})
     flat.update({f"eval/composite_t2i_{k}": v for k, v in (section.get("t2i") or {}).items() if number(v)})
+    if number(section.get("real_seam_score")):
+        flat["eval/composite_real_seam_score"] = section["real_seam_score"]
     with mlflow.start_run(run_id=run_id, log_system_metrics=False):
         mlflow.log_metrics(flat)
         mlflow.set_tags({f"eval.{k}": v[:5000] for k, v in metrics.items() if k.endswith("_status")})
