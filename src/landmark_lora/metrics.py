@@ -106,6 +106,9 @@ def person_extent(image: Image.Image) -> tuple[int, int, int, int] | None:
     return int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))
 
 
+SSIM_RADIUS = 3  # _ssim_map's 7x7 Gaussian window
+
+
 def _ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Per-pixel SSIM of two float grayscale images in [0, 1] (Gaussian window, as Wang et al.)."""
     import cv2
@@ -153,8 +156,13 @@ def background_consistency(generated: Image.Image, references: list[Image.Image]
 
 def masked_similarity(image: Image.Image, reference: Image.Image, keep: np.ndarray) -> float:
     """Mean SSIM of ``image`` and ``reference`` (resized to it) over the pixels where ``keep`` (h, w) is
-    True, clipped to [0, 1]; NaN when nothing is kept. Composite scoring compares each image with its
+    True and ``SSIM_RADIUS`` px from any pixel that is not, clipped to [0, 1]; NaN when nothing is kept. Composite scoring compares each image with its
     plate outside the person region this way, for both modes alike."""
+    import cv2
+
+    # only windows wholly inside `keep`: the 7x7 SSIM window of a pixel next to the region reads region pixels
+    keep = cv2.erode(keep.astype(np.uint8), np.ones((2 * SSIM_RADIUS + 1,) * 2, np.uint8),
+                     borderType=cv2.BORDER_REPLICATE).astype(bool)
     if not keep.any():
         return float("nan")
     size = image.size

@@ -64,3 +64,33 @@ def test_a_plain_unet_on_8_channel_latents_blends_too(tmp_path):
     assert pipe.unet.config.in_channels == 8
     outside = snap.mask == 0
     assert np.array_equal(np.asarray(snap.image)[outside], np.asarray(_plate())[outside])
+
+
+def test_scoring_composite_beside_text_to_image(tiny_base, tmp_path):
+    """evaluate's composite section: same prompts, background vs the plate outside the region, skipped
+    prompts counted with their reason, the seam score next to the real photos' own."""
+    from landmark_lora.artifacts import Layout, PlateRecord, write_person_regions, write_plates
+    from landmark_lora.config import parse_params
+    from landmark_lora.diffusion.pipeline import load_pipeline
+    from landmark_lora.scoring import score_composite
+
+    params = parse_params({"paths": {"processed": str(tmp_path / "processed")}, "model": {"base": str(tiny_base)},
+                           "eval": {"num_inference_steps": 2}, "composite": {"feather_px": 3, "region_margin": 0.0}})
+    layout = Layout.of(params)
+    plate = PlateRecord("gyeongbokgung", "eye_level", "p0", "gyeongbokgung/eye_level/p0.png", 56, 72, "r", "s")
+    (layout.plates_dir / plate.file).parent.mkdir(parents=True)
+    _plate().save(layout.plates_dir / plate.file)
+    write_plates(layout, [plate])
+    write_person_regions(layout, REGIONS)
+    (tmp_path / "val").mkdir()
+    _plate().save(tmp_path / "val" / "real.png")  # a "real photo" identical to the plate: seam 1.0
+    prompts = [{"prompt": PROMPT, "landmark": "gyeongbokgung", "angle": "eye_level", "shot": shot, "pose": "waving",
+                "width": 56, "height": 72, "seed": i, "source": "real.png"}
+               for i, shot in enumerate(["upper_body", "upper_body", "wide"])]
+    noise = [Image.fromarray(np.random.default_rng(i).integers(0, 255, (72, 56, 3), dtype=np.uint8)) for i in range(3)]
+    section, rows = score_composite(params, load_pipeline(tiny_base), prompts, noise, {}, tmp_path / "val")
+    assert section["status"] == "computed" and section["prompts"] == len(rows) == 2
+    assert list(section["skipped"].values()) == [1] and "no person region for shot 'wide'" in next(iter(section["skipped"]))
+    assert section["composite"]["background_consistency"] >= 0.95 > section["t2i"]["background_consistency"] + 0.3
+    assert section["real_seam_score"] == pytest.approx(1.0)
+    assert np.isfinite(section["composite"]["seam_score"])
