@@ -48,6 +48,12 @@ def test_the_mask_is_zero_outside_and_ramps_inside_the_border():
     assert mask[5, 10] == pytest.approx(0.25) and mask[7, 10] == pytest.approx(0.75) and mask[10, 10] == 1.0
 
 
+def test_rounded_corners_keep_the_plate_in_the_box_corners():
+    mask = feather_mask((40, 60), (10, 10, 30, 60), feather_px=2, corner=0.5)
+    assert mask[10, 10] == 0 and mask[59, 10] == 0 and mask[35, 20] == 1.0
+    assert (mask > 0).sum() < (feather_mask((40, 60), (10, 10, 30, 60), 2) > 0).sum()
+
+
 def test_pixels_outside_the_feathered_border_are_the_plates_own_exactly():
     plate = _plate()
     box = person_region(REGIONS, "upper_body", plate.size, CFG)

@@ -67,15 +67,19 @@ def person_region(regions: dict[str, Any], shot: str, size: tuple[int, int], cfg
     return px
 
 
-def feather_mask(size: tuple[int, int], box: PixelBox, feather_px: int) -> np.ndarray:
-    """float32 (h, w): 0 outside ``box``, rising linearly to 1 at ``feather_px`` inside its border."""
+def feather_mask(size: tuple[int, int], box: PixelBox, feather_px: int, corner: float = 0.0) -> np.ndarray:
+    """float32 (h, w): 0 outside ``box``, rising linearly to 1 at ``feather_px`` inside its border. ``corner``
+    rounds the box's corners by that share of its shorter side (0.5: a capsule), keeping more plate there."""
     w, h = size
     x0, y0, x1, y1 = box
-    ys, xs = np.mgrid[0:h, 0:w]
-    inside = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
-    dist = np.minimum(np.minimum(xs - x0, x1 - 1 - xs), np.minimum(ys - y0, y1 - 1 - ys)) + 1
-    alpha = np.clip(dist / float(feather_px + 1), 0.0, 1.0) if feather_px > 0 else np.ones((h, w))
-    return np.where(inside, alpha, 0.0).astype(np.float32)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
+    cx, cy, hx, hy = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
+    r = corner * min(hx, hy)
+    qx, qy = np.abs(xs - cx) - (hx - r), np.abs(ys - cy) - (hy - r)
+    # signed distance to the rounded box (negative inside), in pixels
+    dist = np.hypot(np.maximum(qx, 0), np.maximum(qy, 0)) + np.minimum(np.maximum(qx, qy), 0) - r
+    alpha = np.clip((-dist + 0.5) / float(feather_px + 1), 0.0, 1.0) if feather_px > 0 else (dist < 0) * 1.0
+    return np.where(dist < 0, alpha, 0.0).astype(np.float32)
 
 
 def paste_back(plate: Image.Image, generated: Image.Image, mask: np.ndarray) -> Image.Image:
@@ -156,5 +160,5 @@ def compose(plate: Image.Image, plate_name: str, regions: dict[str, Any], shot: 
     """Inpaint the person for ``shot`` into ``plate`` and paste it back with the feathered mask."""
     box = person_region(regions, shot, plate.size, cfg)
     generated = inpaint(plate, box, seed)
-    mask = feather_mask(plate.size, box, cfg.feather_px)
+    mask = feather_mask(plate.size, box, cfg.feather_px, cfg.corner)
     return Composite(paste_back(plate, generated, mask), plate, plate_name, box, mask, generated)

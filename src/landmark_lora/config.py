@@ -220,6 +220,7 @@ class CompositeConfig(_Section):
     """Composite generation: the person inpainted into a background plate (landmark_lora.composite)."""
 
     feather_px: int = Field(4, ge=0, le=64, description="soft edge of the mask, inside the person region")
+    corner: float = Field(0.5, ge=0.0, le=0.5, description="round the region's corners (share of its shorter side)")
     region_spread: float = Field(1.0, ge=0.0, le=4.0, description="grow the median person box by this many spreads")
     region_margin: float = Field(0.04, ge=0.0, le=0.5, description="and by this share of the image per side")
     strength: float = Field(1.0, gt=0.0, le=1.0, description="inpainting strength: 1 = redraw the region fully")

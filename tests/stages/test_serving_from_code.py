@@ -161,7 +161,7 @@ def test_mlflow_models_predict_with_mode_composite_keeps_the_plate(logged_compos
     plate = logged_composite["plate"]
     assert image.shape == plate.shape
     cfg = CompositeConfig(feather_px=3, region_margin=0.0)
-    mask = feather_mask((56, 72), person_region(REGIONS, "upper_body", (56, 72), cfg), cfg.feather_px)
+    mask = feather_mask((56, 72), person_region(REGIONS, "upper_body", (56, 72), cfg), cfg.feather_px, cfg.corner)
     assert np.array_equal(image[mask == 0], plate[mask == 0])  # the plate's own pixels, bit for bit
     assert np.abs(image[mask == 1].astype(int) - plate[mask == 1]).mean() > 5  # a person region was drawn
 
