@@ -5,7 +5,7 @@
     write_processed_set(tmp / "data/processed", photos)   # train/val + metadata.jsonl; val = variant k == 1
 
 The photos come from the sample renderer itself (`render_sample_set`, all five landmarks x three
-angles x five shots x ``poses``), at its smallest size, then resized to a 56x72 bucket as
+angles x five shots x ``poses``; its background plates left out), at its smallest size, then resized to a 56x72 bucket as
 `preprocess` does for ``data.resolution: 64``.
 """
 
@@ -31,6 +31,8 @@ def render_small_set(out: Path, poses: int = 2) -> list[tuple[Image.Image, dict]
     photos = []
     with (out / "metadata.csv").open(newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
+            if row["shot"] == "background":  # plates: no person, not part of the labelled photo set
+                continue
             slug, name = row["file"].split("/")
             with Image.open(out / row["file"]) as im:
                 image = im.convert("RGB").resize(BUCKET, Image.Resampling.LANCZOS)

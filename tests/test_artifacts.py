@@ -45,6 +45,10 @@ def test_layout_defaults_are_the_paths_dvc_yaml_declares():
     assert str(layout.preprocess_json) in declared("preprocess", "metrics")
     assert str(layout.samples) in declared("evaluate", "outs")
     assert str(layout.raw) in declared("validate", "deps")
+    # the plate library and the person regions live inside preprocess's out (DVC outs may not overlap)
+    for path in (layout.plates_dir, layout.plates_index, layout.person_regions):
+        assert layout.processed in path.parents
+    assert str(layout.processed) in declared("evaluate", "deps")  # composite scoring reads them
 
 
 def _layout(tmp: Path, **paths: Path) -> Layout:
@@ -58,6 +62,8 @@ def test_layout_follows_params_paths(tmp_path):
     layout = _layout(tmp_path, processed=tmp_path / "proc", latents=tmp_path / "lat", raw=tmp_path / "photos")
     assert layout.metadata("val") == tmp_path / "proc" / "val" / "metadata.jsonl"
     assert layout.latents_index == tmp_path / "lat" / "index.json"
+    assert layout.plates_index == tmp_path / "proc" / "plates" / "index.json"
+    assert layout.person_regions == tmp_path / "proc" / "person_regions.json"
     assert layout.raw_dvc == tmp_path / "photos.dvc"
 
 

@@ -71,7 +71,8 @@ def cli(tmp_path, capsys):
 def test_quiet_prints_no_info_lines_only_the_result(cli, tmp_path):
     code, out, _ = cli("-q", "sample-data", "--out", str(tmp_path / "q"))
     assert code == 0 and "rendering the synthetic photo set" not in out
-    assert out.splitlines() == [f"sample-data: rendered 150 labelled photos into {tmp_path / 'q'}/ "
+    assert out.splitlines() == [f"sample-data: rendered 180 labelled photos (150 with a person, 30 background plates) "
+                                f"into {tmp_path / 'q'}/ "
                                 f"(labels in {tmp_path / 'q'}/metadata.csv)"]
 
 

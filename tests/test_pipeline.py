@@ -14,7 +14,7 @@ import pytest
 from landmark_lora.env import venv_env
 from tests.helpers.workspace import build_workspace
 
-# On top of tests/helpers/workspace.py's FAST_PARAMS; all five landmarks (75 photos).
+# On top of tests/helpers/workspace.py's FAST_PARAMS; all five landmarks (75 photos + 30 background plates).
 PARAMS = {"validation": {"min_photos_per_landmark": 10}, "train": {"checkpoint_every": 100}}
 
 
@@ -37,7 +37,7 @@ def test_pipeline_runs_then_is_a_noop_then_reruns_on_new_photos(clone):
     assert out.returncode == 0, out.stderr
     out = _run(["landmark-lora", "ingest", "--no-progress"], clone)
     assert out.returncode == 0, out.stderr
-    assert "75 accepted, 0 rejected" in out.stdout
+    assert "105 accepted, 0 rejected" in out.stdout  # 75 photos + 2 plates per landmark and angle
     assert (clone / "data/raw.dvc").exists()  # the raw photo set is versioned
 
     out = _run([sys.executable, "-m", "dvc", "repro"], clone)
@@ -50,6 +50,8 @@ def test_pipeline_runs_then_is_a_noop_then_reruns_on_new_photos(clone):
     evaluation = json.loads((clone / "reports/eval.json").read_text())
     assert evaluation["prompts"] == 2 and evaluation["clip_score_status"].startswith("skipped")
     assert len(list((clone / "reports/samples").glob("*.png"))) >= 1
+    assert (clone / "data/processed/plates/index.json").exists() and (clone / "data/processed/person_regions.json").exists()
+    assert evaluation["composite"]["status"].startswith(("computed", "skipped"))  # tiny base: regions may be missing
 
     again = _run([sys.executable, "-m", "dvc", "repro"], clone)
     assert again.returncode == 0
@@ -69,6 +71,6 @@ def test_pipeline_runs_then_is_a_noop_then_reruns_on_new_photos(clone):
     out = _run(["landmark-lora", "ingest", "--no-progress"], clone)
     assert "3 accepted" in out.stdout
     out = _run(["landmark-lora", "preprocess"], clone)
-    assert "cache: 75 reused, 3 processed" in out.stdout  # incremental: k, not n + k
+    assert "cache: 105 reused, 3 processed" in out.stdout  # incremental: k, not n + k (plates included)
     status = _run([sys.executable, "-m", "dvc", "status"], clone)
     assert "validate" in status.stdout and "changed deps" in status.stdout

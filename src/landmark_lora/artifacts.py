@@ -32,6 +32,9 @@ TOKEN_EMBEDDINGS = "token_embeddings.safetensors"  # lora.train_token_embeddings
 RAW_TABLE = "metadata.csv"
 REJECTIONS = "rejections.csv"
 METADATA = "metadata.jsonl"
+PLATES_DIR = "plates"
+PLATES_INDEX = "index.json"
+PERSON_REGIONS = "person_regions.json"
 LOCK = "retrain.lock"
 
 
@@ -93,6 +96,21 @@ class Layout:
 
     def metadata(self, split: str) -> Path:
         return self.processed / split / METADATA
+
+    # --- preprocess -> composite generation (generate, serving, evaluate)
+    @property
+    def plates_dir(self) -> Path:
+        """The plate library: ``<plates_dir>/<landmark>/<angle>/<name>.png`` (inside the DVC out data/processed)."""
+        return self.processed / PLATES_DIR
+
+    @property
+    def plates_index(self) -> Path:
+        return self.plates_dir / PLATES_INDEX
+
+    @property
+    def person_regions(self) -> Path:
+        """Per shot type: the median person box of the train photos, normalised to the image."""
+        return self.processed / PERSON_REGIONS
 
     # --- cache_latents -> train, evaluate
     @property
@@ -204,14 +222,20 @@ class ProcessedRecord:
     sha256: str
     raw_file: str
     person_box: bool
+    # the detected person box normalised to this image (x0, y0, x1, y1 in 0..1); None = none found
+    person: tuple[float, float, float, float] | None = None
 
     @classmethod
     def from_json(cls, row: Mapping[str, Any], where: str = METADATA) -> ProcessedRecord:
         names = [f.name for f in fields(cls)]
-        missing = [n for n in names if n not in row]
+        optional = {"person"}
+        missing = [n for n in names if n not in row and n not in optional]
         if missing:
             raise ValueError(f"{where}: a row lacks {', '.join(missing)}; rerun `dvc repro preprocess`")
-        return cls(**{n: row[n] for n in names})
+        values = {n: row[n] for n in names if n in row}
+        if values.get("person") is not None:
+            values["person"] = tuple(float(v) for v in values["person"])
+        return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -237,6 +261,66 @@ def write_records(layout: Layout, split: str, records: Iterable[ProcessedRecord]
     text = "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records)
     fsutil.write_text_atomic(path, text)
     return path
+
+
+# ---------------------------------------------------------------- plates and person regions
+
+
+@dataclass(frozen=True)
+class PlateRecord:
+    """One plate of ``<plates_dir>/index.json``: a background photo of a landmark from one angle."""
+
+    landmark: str
+    angle: str
+    name: str
+    file: str  # relative to plates_dir: <landmark>/<angle>/<name>.png
+    width: int
+    height: int
+    raw_file: str
+    sha256: str
+
+
+def read_plates(layout: Layout) -> list[PlateRecord]:
+    """The plate library's index; [] when preprocess has written none."""
+    return read_plates_in(layout.plates_dir)
+
+
+def read_plates_in(plates_dir: Path) -> list[PlateRecord]:
+    """The index of a plate library folder (the workspace's, or a copy bundled with an MLflow model)."""
+    path = Path(plates_dir) / PLATES_INDEX
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return [PlateRecord(**row) for row in data["plates"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a plate index ({exc}); rerun `dvc repro preprocess`") from exc
+
+
+def write_plates(layout: Layout, plates: Iterable[PlateRecord]) -> Path:
+    rows = [asdict(p) for p in sorted(plates, key=lambda p: (p.landmark, p.angle, p.name))]
+    fsutil.write_json_atomic(layout.plates_index, {"plates": rows}, indent=2, sort_keys=True)
+    return layout.plates_index
+
+
+def read_person_regions(layout: Layout | Path) -> dict[str, Any]:
+    """``person_regions.json`` (of the layout, or at a path): {"shots": {shot: {"box", "spread", "count"}}, ...};
+    {} when absent."""
+    path = layout.person_regions if isinstance(layout, Layout) else Path(layout)
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc.msg}); rerun `dvc repro preprocess`") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("shots"), dict):
+        raise ValueError(f"{path}: expected an object with 'shots'; rerun `dvc repro preprocess`")
+    return data
+
+
+def write_person_regions(layout: Layout, regions: Mapping[str, Any]) -> Path:
+    fsutil.write_json_atomic(layout.person_regions, dict(regions), indent=2, sort_keys=True)
+    return layout.person_regions
 
 
 def data_version(layout: Layout) -> str:

@@ -19,6 +19,8 @@ from landmark_lora.config import CaptionConfig
 SHOTS = ("close_up", "upper_body", "thigh_up", "full_body", "wide")
 ANGLES = ("eye_level", "low_angle", "high_angle")
 UNSPECIFIED = "unspecified"
+BACKGROUND = "background"  # shot label of a plate: the landmark from one of its spots, no one in it
+SHOT_LABELS = (*SHOTS, BACKGROUND)  # what a photo's shot label may say (plates are not trained on)
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 
@@ -78,7 +80,7 @@ def normalise_label(kind: str, value: str | None) -> str:
         return UNSPECIFIED
     if kind == "pose":
         return " ".join(text.split())
-    vocab = {"shot": SHOTS, "angle": ANGLES}[kind]
+    vocab = {"shot": SHOT_LABELS, "angle": ANGLES}[kind]
     key = re.sub(r"[\s\-]+", "_", text.lower())
     if key in vocab or key == UNSPECIFIED:
         return key

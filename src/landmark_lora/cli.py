@@ -15,6 +15,8 @@
     landmark-lora reproduce 1|champion|challenger [--keep]   # replay a version from its lineage, compare
     landmark-lora report [--mlflow]   # rebuild reports/retrain.html (offline page) from reports/
     landmark-lora generate --model champion --prompt "..." --out snap.png
+    landmark-lora generate --mode composite --landmark gyeongbokgung --angle low_angle --shot upper_body \
+                           --pose waving --out snap.png       # the person inpainted into a real plate
     landmark-lora build-base toyworld --out models/base-toyworld   # retrain the shipped toy-world base
 
 Every command takes ``--params PATH`` (default ./params.yaml) and ``--set key=value``
@@ -50,8 +52,13 @@ def cmd_sample_data(params: Params, args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else params.paths.incoming
     log.info("sample-data: rendering the synthetic photo set into %s/ ...", out)
-    n = render_sample_set(out, _catalogue(params), params.sample_data)
-    print(f"sample-data: rendered {n} labelled photos into {out}/ (labels in {out}/metadata.csv)")
+    from landmark_lora.catalogue import ANGLES
+
+    catalogue = _catalogue(params)
+    n = render_sample_set(out, catalogue, params.sample_data)
+    plates = len(catalogue) * len(ANGLES) * params.sample_data.plates_per_view
+    print(f"sample-data: rendered {n} labelled photos ({n - plates} with a person, {plates} background plates) "
+          f"into {out}/ (labels in {out}/metadata.csv)")
     return 0
 
 
@@ -107,6 +114,15 @@ def cmd_evaluate(params: Params, args: argparse.Namespace) -> int:
           f"{m['shot_agreement']:.2f} (base {m['base']['shot_agreement']:.2f}), clip_score: "
           f"{m['clip_score'] if m['clip_score'] is not None else m['clip_score_status']} "
           f"-> {Layout.of(params).eval_json}")
+    section = m.get("composite") or {}
+    if section.get("status") == "computed":
+        c, t = section["composite"], section["t2i"]
+        print(f"  composite on {section['prompts']} prompts: background_consistency {c['background_consistency']:.3f} "
+              f"(text-to-image {t['background_consistency']:.3f}), shot_agreement {c['shot_agreement']:.2f} "
+              f"(text-to-image {t['shot_agreement']:.2f}), seam score {c['seam_score']:.2f} "
+              f"(real photos {section.get('real_seam_score') or float('nan'):.2f})")
+    elif section:
+        print(f"  composite: {section.get('status')}")
     for name in ("landmark_accuracy", "angle_accuracy", "pose_accuracy"):
         if m.get(name) is not None:
             print(f"  {name} {m[name]:.2f} (base {m['base'][name]:.2f}; "
@@ -175,11 +191,32 @@ def cmd_generate(params: Params, args: argparse.Namespace) -> int:
     from landmark_lora.serving import load_registered
     from landmark_lora.tracking import configure
 
+    ref = f"models:/{params.promotion.registered_model}@{args.model}"
+    if args.mode == "t2i" and not args.prompt:
+        print("landmark-lora generate: --prompt is needed (or --mode composite with --landmark, --angle, --shot)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.mode == "composite":
+        missing = [f"--{k}" for k in ("landmark", "angle", "shot") if not getattr(args, k)]
+        if missing:
+            print(f"landmark-lora generate --mode composite: give {', '.join(missing)}", file=sys.stderr)
+            return EXIT_USAGE
     configure(params.mlflow)
     model = load_registered(params.promotion.registered_model, args.model)
-    image = model.generate(args.prompt, args.seed)
+    if args.mode == "composite":
+        from landmark_lora.composite import Request
+        from landmark_lora.serving import composite_in_workspace
+
+        size = (args.width, args.height) if args.width and args.height else None
+        req = Request(args.landmark, args.angle, args.shot, args.pose, args.seed, args.plate, args.prompt, size)
+        snap = composite_in_workspace(model, params, req)
+        snap.image.save(args.out)
+        print(f"generate: {args.out} ({snap.image.width}x{snap.image.height}) composite on plate '{snap.plate_name}', "
+              f"person region {snap.box}, seam score {snap.seam(params.composite.feather_px):.2f} from {ref}")
+        return 0
+    image = model.generate(args.prompt, args.seed, args.width, args.height)
     image.save(args.out)
-    print(f"generate: {args.out} ({image.width}x{image.height}) from models:/{params.promotion.registered_model}@{args.model}")
+    print(f"generate: {args.out} ({image.width}x{image.height}) from {ref}")
     return 0
 
 
@@ -301,9 +338,22 @@ def _add_registry_commands(sub) -> None:
     p = sub.add_parser("report", help="rebuild reports/retrain.html (offline page) from the report files")
     p.add_argument("--mlflow", action="store_true", help="also log the page to the last run's MLflow artifacts")
     p.set_defaults(func=cmd_report)
+    _add_generate(sub)
+
+
+def _add_generate(sub) -> None:
     p = sub.add_parser("generate", help="make an image with a registered adapter, offline")
     p.add_argument("--model", default="champion", help="alias (champion, challenger) or version number")
-    p.add_argument("--prompt", required=True)
+    p.add_argument("--mode", choices=["t2i", "composite"], default="t2i",
+                   help="t2i: text-to-image (default); composite: the person inpainted into a real background plate")
+    p.add_argument("--prompt", help="t2i: required; composite: default is the training caption of the labels")
+    p.add_argument("--landmark", help="composite: landmark slug")
+    p.add_argument("--angle", help="composite: camera angle (eye_level, low_angle, high_angle)")
+    p.add_argument("--shot", help="composite: shot type (close_up, upper_body, thigh_up, full_body, wide)")
+    p.add_argument("--pose", default="unspecified", help="composite: the person's pose, e.g. waving")
+    p.add_argument("--plate", help="composite: plate name (default: chosen by --seed among the view's plates)")
+    p.add_argument("--width", type=int, help="image width (composite: at most the plate's)")
+    p.add_argument("--height", type=int, help="image height (composite: at most the plate's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="generated.png")
     p.set_defaults(func=cmd_generate)
@@ -388,8 +438,9 @@ def main(argv: list[str] | None = None) -> int:
         from landmark_lora.ops.ingest import IngestError
         from landmark_lora.ops.promote import PromotionError
         from landmark_lora.tracking import TrackingUnreachableError
+        from landmark_lora.plates import PlateError
 
-        if isinstance(err, (CatalogueError, IngestError, ValueError)):
+        if isinstance(err, (CatalogueError, IngestError, PlateError, ValueError)):
             print(f"landmark-lora {args.command}: {err}", file=sys.stderr)
             return EXIT_USAGE
         if isinstance(err, TrackingUnreachableError):  # a retry later may work

@@ -66,6 +66,7 @@ class SampleDataConfig(_Section):
     width: int = Field(192, ge=64, le=2048)
     height: int = Field(256, ge=64, le=2048)
     poses_per_view: int = Field(2, ge=1, le=10)
+    plates_per_view: int = Field(2, ge=0, le=10, description="background plates (no person) per (landmark, angle)")
     jpeg_quality: int = Field(92, ge=50, le=100)
 
 
@@ -94,6 +95,9 @@ class ValidationConfig(_Section):
     max_unspecified_fraction: float = Field(0.5, ge=0.0, le=1.0)
     max_pose_chars: int = Field(80, ge=1)
     required_landmarks: tuple[str, ...] = ()
+    # Composite generation needs a background plate for every (landmark, angle) it is asked for.
+    require_plates: bool = True
+    min_plate_side: int = Field(64, ge=1)
 
 
 class DataConfig(_Section):
@@ -148,6 +152,9 @@ class ModelConfig(_Section):
     base: str = Field("tiny", min_length=1)
     dir: Path = Path("models")
     revision: str | None = None
+    # A real inpainting checkpoint (9-channel UNet, local folder) for composite mode; null = the
+    # loaded base + LoRA, which inpaints by blending latents.
+    inpaint_base: str | None = None
 
 
 class LoraConfig(_Section):
@@ -220,6 +227,19 @@ class EvalConfig(_Section):
     min_calibration_photos: int = Field(10, ge=1)
     # torch threads while scoring (evaluate, promote's rescoring); null = torch's default
     threads: int | None = Field(1, ge=1, le=1024)
+    composite: bool = True  # also score composite mode (person inpainted on a real plate) beside text-to-image
+
+
+class CompositeConfig(_Section):
+    """Composite generation: the person inpainted into a background plate (landmark_lora.composite)."""
+
+    feather_px: int = Field(4, ge=0, le=64, description="soft edge of the mask, inside the person region")
+    corner: float = Field(0.5, ge=0.0, le=0.5, description="round the region's corners (share of its shorter side)")
+    region_spread: float = Field(1.0, ge=0.0, le=4.0, description="grow the median person box by this many spreads")
+    region_margin: float = Field(0.04, ge=0.0, le=0.5, description="and by this share of the image per side")
+    strength: float = Field(1.0, gt=0.0, le=1.0, description="inpainting strength: 1 = redraw the region fully")
+    num_inference_steps: int = Field(20, ge=1, le=200)
+    guidance_scale: float = Field(5.0, ge=1.0, le=30.0)
 
 
 # Metrics promotion.guard_tolerance may name: each is in reports/eval.json, higher is better.
@@ -274,6 +294,7 @@ class Params(_Section):
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    composite: CompositeConfig = CompositeConfig()
     promotion: PromotionConfig = PromotionConfig()
     mlflow: MlflowConfig = MlflowConfig()
 

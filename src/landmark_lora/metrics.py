@@ -62,18 +62,51 @@ def classify_shot(image: Image.Image) -> str:
         if face_h >= THIGH_UP_FACE:
             return "thigh_up"
     if h >= 128 and gray.shape[1] >= 64:
-        s = max(1.0, HOG_HEIGHT / h)
-        big = cv2.resize(gray, (round(gray.shape[1] * s), round(h * s)), interpolation=cv2.INTER_CUBIC)
-        pad = round(HOG_BORDER * big.shape[0])
-        big = cv2.copyMakeBorder(big, pad, pad, pad // 2, pad // 2, cv2.BORDER_REPLICATE)
-        rects, weights = d["hog"].detectMultiScale(big, winStride=(8, 8), padding=(8, 8), scale=1.05)
-        tall = [r[3] * HOG_PERSON_IN_BOX / (h * s) for r, w in zip(rects, np.ravel(weights) if len(rects) else [], strict=False)
-                if w > 0.5]
+        tall = [(y1 - y0) / h for x0, y0, x1, y1 in hog_people(gray)]
         if tall:
             return "full_body" if max(tall) >= FULL_BODY_PERSON else "wide"
     if len(faces):  # a small face and no body found: a person far away
         return "wide" if max(f[3] for f in faces) / h < 0.04 else "full_body"
     return NO_PERSON
+
+
+def hog_people(gray: np.ndarray) -> list[tuple[float, float, float, float]]:
+    """Whole people (HOG) in a grayscale image: (x0, y0, x1, y1) boxes in its pixels, the window trimmed to
+    the person (the middle ``HOG_PERSON_IN_BOX`` of its height). Searched at ``HOG_HEIGHT`` in a border."""
+    d = cv2_detectors()
+    cv2 = d["cv2"]
+    h = gray.shape[0]
+    s = max(1.0, HOG_HEIGHT / h)
+    big = cv2.resize(gray, (round(gray.shape[1] * s), round(h * s)), interpolation=cv2.INTER_CUBIC)
+    pad = round(HOG_BORDER * big.shape[0])
+    big = cv2.copyMakeBorder(big, pad, pad, pad // 2, pad // 2, cv2.BORDER_REPLICATE)
+    rects, weights = d["hog"].detectMultiScale(big, winStride=(8, 8), padding=(8, 8), scale=1.05)
+    trim = (1 - HOG_PERSON_IN_BOX) / 2
+    return [((x - pad // 2 + 0.2 * bw) / s, (y - pad + trim * bh) / s, (x - pad // 2 + 0.8 * bw) / s,
+             (y - pad + (1 - trim) * bh) / s)
+            for (x, y, bw, bh), w in zip(rects, np.ravel(weights) if len(rects) else [], strict=False) if w > 0.5]
+
+
+def person_extent(image: Image.Image) -> tuple[int, int, int, int] | None:
+    """The whole person in ``image`` (its pixels): the union of the head-and-shoulders box
+    (``imaging.detect_person``) and the whole people HOG finds, clipped to the image; None when neither.
+    Preprocess records it per photo; composite generation paints into its median per shot type."""
+    work = _work(image)
+    face = detect_person(work)
+    boxes: list[tuple[float, ...]] = [tuple(float(v) for v in face)] if face else []
+    if work.height >= 128 and work.width >= 64:
+        import cv2
+
+        boxes += hog_people(cv2.cvtColor(np.asarray(work), cv2.COLOR_RGB2GRAY))
+    if not boxes:
+        return None
+    sx, sy = image.width / work.width, image.height / work.height
+    x0, y0 = max(0.0, min(b[0] for b in boxes)) * sx, max(0.0, min(b[1] for b in boxes)) * sy
+    x1, y1 = min(work.width, max(b[2] for b in boxes)) * sx, min(work.height, max(b[3] for b in boxes)) * sy
+    return int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))
+
+
+SSIM_RADIUS = 3  # _ssim_map's 7x7 Gaussian window
 
 
 def _ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -119,3 +152,19 @@ def background_consistency(generated: Image.Image, references: list[Image.Image]
     if not references:
         return float("nan")
     return max(background_similarity(generated, ref) for ref in references)
+
+
+def masked_similarity(image: Image.Image, reference: Image.Image, keep: np.ndarray) -> float:
+    """Mean SSIM of ``image`` and ``reference`` (resized to it) over the pixels where ``keep`` (h, w) is
+    True and ``SSIM_RADIUS`` px from any pixel that is not, clipped to [0, 1]; NaN when nothing is kept. Composite scoring compares each image with its
+    plate outside the person region this way, for both modes alike."""
+    import cv2
+
+    # only windows wholly inside `keep`: the 7x7 SSIM window of a pixel next to the region reads region pixels
+    keep = cv2.erode(keep.astype(np.uint8), np.ones((2 * SSIM_RADIUS + 1,) * 2, np.uint8),
+                     borderType=cv2.BORDER_REPLICATE).astype(bool)
+    if not keep.any():
+        return float("nan")
+    size = image.size
+    ssim = _ssim_map(_gray(image, size), _gray(reference, size))
+    return float(np.clip(ssim[keep].mean(), 0.0, 1.0))

@@ -19,6 +19,10 @@
    the classifier's accuracy on the real val photos, and is refused (``<name>_status`` says why)
    when that is below ``eval.min_calibration``.
 6. ``clip_score``: only with a local CLIP checkpoint in ``eval.clip_model``; otherwise skipped.
+7. ``composite`` (with ``eval.composite``): the same prompts and seeds in composite mode (the person
+   inpainted into a plate of the prompt's landmark and angle, ``landmark_lora.composite``) beside
+   text-to-image: background_consistency against that plate outside the person region (SSIM),
+   shot_agreement, landmark/angle accuracy where calibrated, and the seam score.
 
 The evaluate stage (``landmark-lora evaluate``) writes these into reports/eval.json, with
 ``eval_fingerprint(params, data_version)``: a hash of everything that defines a score (base
@@ -48,7 +52,7 @@ from landmark_lora.diffusion.loss import Encoder, Split, evaluate_loss
 from landmark_lora.diffusion.pipeline import load_adapter, load_pipeline
 from landmark_lora.diffusion.token_embeddings import added_tokens
 from landmark_lora.logs import get_logger
-from landmark_lora.metrics import NO_PERSON, background_consistency, classify_shot
+from landmark_lora.metrics import NO_PERSON, background_consistency, classify_shot, masked_similarity
 
 log = get_logger(__name__)
 
@@ -231,5 +235,74 @@ def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None 
         "eval_loss_by_timestep": {k: v for k, v in adapter_loss.items() if k != "eval_loss"},
         "prompts": len(prompts),
     }
-    return metrics, {"prompts": prompts, "base": base_images, "adapter": adapter_images, "refs": refs,
-                     "source_dir": layout.split_dir(split)}
+    sets = {"prompts": prompts, "base": base_images, "adapter": adapter_images, "refs": refs,
+            "source_dir": layout.split_dir(split)}
+    if params.eval.composite:
+        metrics["composite"], sets["composite"] = score_composite(params, pipe, prompts, adapter_images, classifiers,
+                                                                  layout.split_dir(split))
+    return metrics, sets
+
+
+def _mode_metrics(images: list[Image.Image], plates: list[Image.Image], masks: list[np.ndarray], prompts: list[dict],
+                  classifiers: dict[str, Calibrated]) -> dict:
+    """One mode's composite-section metrics: background vs plate outside the region, shot, classifier reads."""
+    bg = [masked_similarity(im, pl, m == 0) for im, pl, m in zip(images, plates, masks, strict=True)]
+    shots = [classify_shot(im) == p["shot"] for im, p in zip(images, prompts, strict=True)]
+    acc = label_accuracies(classifiers, images, prompts)
+    return {"background_consistency": float(np.nanmean(bg)) if bg else None,
+            "shot_agreement": float(np.mean(shots)) if shots else None,
+            **{k: acc.get(k) for k in ("landmark_accuracy", "angle_accuracy") if k in acc}}
+
+
+def _real_seam(source_dir: Path, row: dict, feather_px: int) -> float:
+    """The seam score of the real photo the prompt came from, at the same region against the same plate: how
+    much a real person at that place stands out from the plate's texture (the level a composite should match)."""
+    from landmark_lora.composite import seam_score
+
+    path, snap = Path(source_dir) / row["prompt"].get("source", ""), row["snap"]
+    if not path.is_file():
+        return float("nan")
+    with Image.open(path) as im:
+        real = im.convert("RGB").resize(snap.plate.size, Image.Resampling.LANCZOS)
+    return seam_score(real, snap.plate, snap.box, feather_px)
+
+
+def score_composite(params: Params, pipe, prompts: list[dict], t2i_images: list[Image.Image],
+                    classifiers: dict[str, Calibrated], source_dir: Path) -> tuple[dict, list[dict]]:
+    """Composite mode on the prompts (same seeds) vs the text-to-image images already made; the adapter is
+    loaded in ``pipe``. Returns (eval.json's ``composite`` section, one row per composited prompt).
+    ``real_seam_score``: the same seam measure on the prompts' real val photos, for reference."""
+    from landmark_lora.artifacts import read_person_regions, read_plates
+    from landmark_lora.composite import Request
+    from landmark_lora.diffusion.inpaint import inpaint_pipeline
+    from landmark_lora.plates import PlateError
+    from landmark_lora.serving import composite_snapshot
+
+    layout = Layout.of(params)
+    regions, plates = read_person_regions(layout), read_plates(layout)
+    if not plates or not regions:
+        return {"status": "skipped: no plate library or person regions (data/processed); add plates and rerun"}, []
+    cfg = params.composite.model_copy(update={"num_inference_steps": params.eval.num_inference_steps,
+                                              "guidance_scale": params.eval.guidance_scale})
+    ipipe = inpaint_pipeline(pipe, params.model.inpaint_base,
+                             Layout.of(params).adapter_dir if params.model.inpaint_base else None)
+    rows, skipped = [], {}
+    for p, t2i in zip(prompts, t2i_images, strict=True):
+        req = Request(p["landmark"], p["angle"], p["shot"], p["pose"], p["seed"], size=(p["width"], p["height"]))
+        try:
+            snap = composite_snapshot(ipipe, layout.plates_dir, regions, cfg, req, p["prompt"])
+        except PlateError as err:
+            reason = str(err).split(";")[0]
+            skipped[reason] = skipped.get(reason, 0) + 1
+            continue
+        rows.append({"prompt": p, "t2i": t2i.resize(snap.image.size), "snap": snap})
+    if not rows:
+        return {"status": "skipped: no prompt could be composited", "skipped": skipped}, []
+    args = ([r["snap"].plate for r in rows], [r["snap"].mask for r in rows], [r["prompt"] for r in rows], classifiers)
+    section = {"status": "computed", "prompts": len(rows), "skipped": skipped,
+               "composite": _mode_metrics([r["snap"].image for r in rows], *args),
+               "t2i": _mode_metrics([r["t2i"] for r in rows], *args)}
+    section["composite"]["seam_score"] = float(np.nanmean([r["snap"].seam(cfg.feather_px) for r in rows]))
+    real = [_real_seam(source_dir, r, cfg.feather_px) for r in rows]
+    section["real_seam_score"] = float(np.nanmean(real)) if not np.all(np.isnan(real)) else None
+    return section, rows

@@ -249,6 +249,11 @@ def flat_eval_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     flat = {f"eval/{k}": float(v) for k, v in metrics.items() if number(v)}
     flat.update({f"eval/base_{k}": float(v) for k, v in base.items() if number(v)})
     flat.update({f"eval/adapter_{k}": float(metrics[k]) for k in base if number(metrics.get(k))})
+    section = metrics.get("composite") or {}  # eval/composite_<metric> and eval/composite_t2i_<metric>
+    flat.update({f"eval/composite_{k}": float(v) for k, v in (section.get("composite") or {}).items() if number(v)})
+    flat.update({f"eval/composite_t2i_{k}": float(v) for k, v in (section.get("t2i") or {}).items() if number(v)})
+    if number(section.get("real_seam_score")):
+        flat["eval/composite_real_seam_score"] = float(section["real_seam_score"])
     return flat
 
 

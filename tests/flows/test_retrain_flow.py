@@ -74,7 +74,8 @@ def first_run(ws, retrain_module):
 def test_first_run_samples_ingests_trains_registers_and_reports(ws, first_run, mlflow_server):
     outcome, seconds = first_run
     assert outcome["status"] == "trained", outcome["reason"]
-    assert outcome["photos"]["ingest"]["accepted"] == 30  # 2 landmarks x 3 angles x 5 shots x 1 pose
+    # 2 landmarks x 3 angles x 5 shots x 1 pose, + 2 background plates per landmark and angle
+    assert outcome["photos"]["ingest"]["accepted"] == 30 + 12
     assert outcome["stages_run"] == ["validate", "preprocess", "cache_latents", "train", "evaluate"]
     assert outcome["decision"] == "promoted" and outcome["champion"] == "1"
 

@@ -97,3 +97,83 @@ def test_mlflow_models_predict_offline_gives_the_same_image(logged, reference, t
     predictions = json.loads((tmp_path / "out.json").read_text())["predictions"]
     image = Image.open(io.BytesIO(base64.b64decode(predictions[0])))
     assert np.array_equal(np.asarray(image), reference)
+
+
+# ---------------------------------------------------------------- composite mode
+
+REGIONS = {"shots": {"upper_body": {"box": [0.25, 0.25, 0.75, 1.0], "spread": [0.02, 0.02, 0.02, 0.0], "count": 4}}}
+
+
+def _plate_library(processed: Path) -> Path:
+    """A plate library as preprocess writes it: one 56x72 plate of gyeongbokgung/low_angle, and the regions."""
+    from landmark_lora.artifacts import Layout, PlateRecord, write_person_regions, write_plates
+
+    layout = Layout.of_processed(processed)
+    plate = PlateRecord("gyeongbokgung", "low_angle", "lowplate", "gyeongbokgung/low_angle/lowplate.png", 56, 72,
+                        "gyeongbokgung/lowplate.jpg", "s")
+    (layout.plates_dir / plate.file).parent.mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    Image.fromarray(rng.integers(60, 200, (72, 56, 3), dtype=np.uint8)).save(layout.plates_dir / plate.file)
+    write_plates(layout, [plate])
+    write_person_regions(layout, REGIONS)
+    return processed
+
+
+@pytest.fixture(scope="module")
+def logged_composite(logged, tmp_path_factory):
+    """The same adapter logged with the plate library, regions and composite settings bundled."""
+    import mlflow
+
+    from landmark_lora.artifacts import Layout
+    from landmark_lora.catalogue import load_catalogue
+    from landmark_lora.serving import composite_bundle, log_adapter_model
+
+    tmp = tmp_path_factory.mktemp("serving-composite")
+    layout = Layout.of_processed(_plate_library(tmp / "processed"))
+    params = parse_params({"composite": {"num_inference_steps": 2, "feather_px": 3, "region_margin": 0.0}})
+    bundle = composite_bundle(layout.plates_dir, layout.person_regions, params.composite, params.caption,
+                              load_catalogue())
+    assert bundle is not None
+    mlflow.set_tracking_uri(logged["uri"])
+    with mlflow.start_run(experiment_id=mlflow.get_experiment_by_name("serving").experiment_id):
+        info = log_adapter_model(logged["adapter"], "tiny", logged["base"], STEPS, GUIDANCE, bundle)
+    local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(tmp / "model")))
+    with Image.open(layout.plates_dir / "gyeongbokgung/low_angle/lowplate.png") as im:
+        plate = np.asarray(im.convert("RGB"))
+    return {"local": local, "plate": plate}
+
+
+def test_mlflow_models_predict_with_mode_composite_keeps_the_plate(logged_composite, tmp_path):
+    from landmark_lora.composite import feather_mask, person_region
+    from landmark_lora.config import CompositeConfig
+
+    rows = [{"mode": "composite", "landmark": "gyeongbokgung", "angle": "low_angle", "shot": "upper_body",
+             "pose": "waving", "seed": 1}]
+    (tmp_path / "in.json").write_text(json.dumps({"dataframe_records": rows}))
+    env = dict(os.environ, MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false", HF_HUB_OFFLINE="1")
+    out = subprocess.run([str(Path(sys.executable).parent / "mlflow"), "models", "predict", "-m",
+                          str(logged_composite["local"]), "-i", str(tmp_path / "in.json"), "-t", "json",
+                          "--env-manager", "local", "-o", str(tmp_path / "out.json")], env=env, capture_output=True,
+                         text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    image = np.asarray(Image.open(io.BytesIO(base64.b64decode(json.loads((tmp_path / "out.json").read_text())
+                                                                ["predictions"][0]))).convert("RGB"))
+    plate = logged_composite["plate"]
+    assert image.shape == plate.shape
+    cfg = CompositeConfig(feather_px=3, region_margin=0.0)
+    mask = feather_mask((56, 72), person_region(REGIONS, "upper_body", (56, 72), cfg), cfg.feather_px, cfg.corner)
+    assert np.array_equal(image[mask == 0], plate[mask == 0])  # the plate's own pixels, bit for bit
+    assert np.abs(image[mask == 1].astype(int) - plate[mask == 1]).mean() > 5  # a person region was drawn
+
+
+def test_composite_input_errors_name_what_exists(logged_composite):
+    import mlflow
+
+    model = mlflow.pyfunc.load_model(str(logged_composite["local"]))
+    row = {"mode": "composite", "landmark": "gyeongbokgung", "angle": "high_angle", "shot": "upper_body"}
+    with pytest.raises(Exception, match=r"no background plate for gyeongbokgung/high_angle.*low_angle: lowplate"):
+        model.predict([row])
+    with pytest.raises(Exception, match=r"no person region for shot 'wide'"):
+        model.predict([{**row, "angle": "low_angle", "shot": "wide"}])
+    with pytest.raises(Exception, match=r"smaller than the asked 128x128"):
+        model.predict([{**row, "angle": "low_angle", "width": 128, "height": 128}])

@@ -25,9 +25,9 @@ from landmark_lora.stages.validate import (
 
 CAT = load_catalogue()
 CFG = ValidationConfig(min_photos_per_landmark=3, min_side=32, required_landmarks=("gyeongbokgung",))
-BROKEN_CFG = ValidationConfig(
-    min_photos_per_landmark=3, min_side=32, required_landmarks=("gyeongbokgung", "haeundae_beach")
-)
+BROKEN_CFG = ValidationConfig(  # plates have their own tests (tests/stages/test_plates.py)
+    min_photos_per_landmark=3, min_side=32, required_landmarks=("gyeongbokgung", "haeundae_beach"),
+    require_plates=False)
 
 
 def _save(path: Path, seed: int, size=(80, 64), fmt="JPEG", orientation: int | None = None, mode: str = "RGB") -> None:
@@ -68,6 +68,8 @@ def _valid_dataset(raw: Path) -> None:
         ("n_seoul_tower/a.jpg", "JPEG", "wide", None),
         ("n_seoul_tower/b.jpg", "JPEG", "wide", None),
         ("n_seoul_tower/c.png", "PNG", "upper_body", None),
+        ("gyeongbokgung/plate.jpg", "JPEG", "background", None),  # a plate per view (validation.require_plates)
+        ("n_seoul_tower/plate.jpg", "JPEG", "background", None),
     ]
     for seq, (rel, fmt, shot, orientation) in enumerate(specs, 1):
         _save(raw / rel, seed=seq, fmt=fmt, orientation=orientation)
@@ -188,14 +190,17 @@ def test_valid_dataset_passes_with_counts(valid_run):
     report = json.loads(outcome.report_path.read_text(encoding="utf-8"))
     assert report == outcome.report
     assert report["failed"] == []
-    assert report["photos"] == 6
+    assert report["photos"] == 8
     assert report["landmarks"]["gyeongbokgung"] == {
-        "photos": 3, "shots": {"close_up": 1, "full_body": 1, "unspecified": 1}
+        "photos": 4, "shots": {"close_up": 1, "full_body": 1, "background": 1, "unspecified": 1}
     }
-    assert report["landmarks"]["n_seoul_tower"]["photos"] == 3
-    assert report["shots"] == {"close_up": 1, "upper_body": 1, "full_body": 1, "wide": 2, "unspecified": 1}
-    assert report["statistics"]["failed"] == 0 and report["statistics"]["checks"] == 20
-    assert report["images"]["formats"] == {"JPEG": 4, "PNG": 2}
+    assert report["landmarks"]["n_seoul_tower"]["photos"] == 4
+    assert report["shots"] == {"close_up": 1, "upper_body": 1, "full_body": 1, "wide": 2, "background": 2,
+                               "unspecified": 1}
+    assert report["statistics"]["failed"] == 0 and report["statistics"]["checks"] == 22  # 20 GX + 2 plate clauses
+    assert report["plates"] == {"gyeongbokgung/eye_level": ["gyeongbokgung/plate.jpg"],
+                                "n_seoul_tower/eye_level": ["n_seoul_tower/plate.jpg"]}
+    assert report["images"]["formats"] == {"JPEG": 6, "PNG": 2}
 
 
 def test_data_docs_are_built_without_temp_paths(valid_run):

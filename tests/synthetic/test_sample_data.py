@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from landmark_lora.catalogue import ANGLES, SHOTS, Landmark, load_catalogue
+from landmark_lora.catalogue import ANGLES, BACKGROUND, SHOTS, Landmark, load_catalogue
 from landmark_lora.config import SampleDataConfig
 from landmark_lora.synthetic.person import POSES
-from landmark_lora.synthetic.photo import render_photo
+from landmark_lora.synthetic.photo import render_photo, render_plate
 from landmark_lora.synthetic.render import render_sample_set
 
 CAT = load_catalogue()
@@ -61,32 +61,50 @@ def _aligned_diff(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndar
 
 def test_sample_set_layout_and_metadata(tmp_path: Path) -> None:
     cat = {k: CAT[k] for k in ("gyeongbokgung", "haeundae_beach")}
-    cfg = SampleDataConfig(width=64, height=96, poses_per_view=2, jpeg_quality=80)
+    cfg = SampleDataConfig(width=64, height=96, poses_per_view=2, plates_per_view=2, jpeg_quality=80)
 
     n = render_sample_set(tmp_path, cat, cfg)
 
-    assert n == 2 * len(ANGLES) * len(SHOTS) * 2
+    # person photos: landmark x angle x shot x pose; plates: landmark x angle x 2
+    assert n == 2 * len(ANGLES) * len(SHOTS) * 2 + 2 * len(ANGLES) * 2
     with (tmp_path / "metadata.csv").open(newline="") as fh:
         reader = csv.DictReader(fh)
         assert reader.fieldnames == ["file", "shot", "angle", "pose", "caption"]
         rows = list(reader)
     assert len(rows) == n
+    photos = [r for r in rows if r["shot"] != BACKGROUND]
+    plates = [r for r in rows if r["shot"] == BACKGROUND]
     expected = {f"{s}/{s}_{a}_{sh}_{k}.jpg" for s in cat for a in ANGLES for sh in SHOTS for k in range(2)}
-    assert {r["file"] for r in rows} == expected
-    for r in rows:
+    expected_plates = {f"{s}/{s}_{a}_plate_{k}.jpg" for s in cat for a in ANGLES for k in range(2)}
+    assert {r["file"] for r in photos} == expected
+    assert {r["file"] for r in plates} == expected_plates
+    assert all(r["pose"] == "" and r["caption"] == "" for r in plates)
+    for r in photos:
         slug, name = r["file"].split("/")
         assert name == f"{slug}_{r['angle']}_{r['shot']}_{name[-5]}.jpg"  # labels match the file name
         assert r["shot"] in SHOTS and r["angle"] in ANGLES and r["pose"] in POSES and r["caption"] == ""
+    for r in rows:
         with Image.open(tmp_path / r["file"]) as im:
             assert (im.format, im.mode, im.size) == ("JPEG", "RGB", (64, 96))
     # The two photos of one view show different poses.
     by_view: dict[tuple, set] = {}
-    for r in rows:
+    for r in photos:
         by_view.setdefault(r["file"][:-6], set()).add(r["pose"])
     assert all(len(poses) == 2 for poses in by_view.values())
     # Only photos and the manifest: no temporary files left for ingest to trip over.
     on_disk = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
-    assert on_disk == expected | {"metadata.csv"}
+    assert on_disk == expected | expected_plates | {"metadata.csv"}
+
+
+def test_a_plate_is_the_view_without_the_person() -> None:
+    """A plate matches the photos of its view outside the person, and has no person in it."""
+    lm = CAT["gyeongbokgung"]
+    plate = np.asarray(render_plate(lm, "low_angle", 0, CFG), dtype=np.float32)
+    photo, mask = _render("gyeongbokgung", "low_angle", "full_body")
+    assert _aligned_diff((plate, np.zeros_like(mask)), (photo, mask)) < 12
+    other = np.asarray(render_plate(CAT["haeundae_beach"], "low_angle", 0, CFG), dtype=np.float32)
+    assert _aligned_diff((other, np.zeros_like(mask)), (photo, mask)) > 25
+    assert not np.array_equal(plate, np.asarray(render_plate(lm, "low_angle", 1, CFG), dtype=np.float32))
 
 
 def test_rerun_writes_byte_identical_files(tmp_path: Path) -> None:
@@ -94,7 +112,7 @@ def test_rerun_writes_byte_identical_files(tmp_path: Path) -> None:
     render_sample_set(tmp_path / "a", cat, SMALL)
     render_sample_set(tmp_path / "b", cat, SMALL)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
-    assert len(files) == len(ANGLES) * len(SHOTS) + 1
+    assert len(files) == len(ANGLES) * len(SHOTS) + len(ANGLES) * SMALL.plates_per_view + 1
     for rel in files:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
 

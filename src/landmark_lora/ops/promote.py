@@ -123,8 +123,9 @@ def _find_or_register(params: Params, client, train: Resolved):
     """The registry version of the last training run: registered (pyfunc logged into the run) if
     it has none yet, else reused, with any tag a crashed earlier attempt did not write re-applied.
     ``train``: that run as the current store holds it (re-logged there after a DVC run-cache hit)."""
+    from landmark_lora.catalogue import load_catalogue
     from landmark_lora.diffusion.components import resolve_base
-    from landmark_lora.serving import log_adapter_model
+    from landmark_lora.serving import composite_bundle, log_adapter_model
 
     run_id = str(train.run_id)
     evaluation = matching_evaluation(params)  # compares the reports' own run ids: both from one pipeline run
@@ -132,8 +133,11 @@ def _find_or_register(params: Params, client, train: Resolved):
 
     def log_model():  # a new version: record its lineage first (dvc push, lineage/ bundle, tags)
         record_lineage(params, run_id, client=client)
-        return log_adapter_model(Layout.of(params).adapter_dir, params.model.base, resolve_base(params.model),
-                                 params.eval.num_inference_steps, params.eval.guidance_scale)
+        layout = Layout.of(params)
+        bundle = composite_bundle(layout.plates_dir, layout.person_regions, params.composite, params.caption,
+                                  load_catalogue(params.catalogue), params.model.inpaint_base)
+        return log_adapter_model(layout.adapter_dir, params.model.base, resolve_base(params.model),
+                                 params.eval.num_inference_steps, params.eval.guidance_scale, bundle)
 
     version, reused = registry.register(client, name, run_id, log_model)
     have = (client.get_model_version(name, version.version).tags or {}) if reused else {}

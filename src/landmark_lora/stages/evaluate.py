@@ -12,8 +12,11 @@ adapter with the same seeds, background consistency, shot agreement, the classif
 with their calibration, and clip_score when a local CLIP is configured.
 
 Writes ``reports/eval.json`` (with ``data_version``, ``mlflow_run_id`` and
-``eval_fingerprint``: ``scoring.eval_fingerprint``, also a tag on the run), side-by-side grids ``reports/samples/<landmark>.png`` (real |
-base | adapter) and ``reports/eval.html``, and logs all of it into the training run in MLflow.
+``eval_fingerprint``: ``scoring.eval_fingerprint``, also a tag on the run), side-by-side grids
+``reports/samples/<landmark>.png`` (real | base | adapter) and, with ``eval.composite``,
+``reports/samples/<landmark>_composite.png`` (plate | text-to-image | composite, same prompt and
+seed), and ``reports/eval.html``, and logs all of it into the training run in MLflow (composite
+metrics as ``eval/composite_*``).
 """
 
 from __future__ import annotations
@@ -48,11 +51,12 @@ log = get_logger(__name__)
 # ---------------------------------------------------------------- reports
 
 
-def _grid(rows: list[tuple[Image.Image | None, Image.Image, Image.Image, str]], cell: int = 128) -> Image.Image:
+def _grid(rows: list[tuple[Image.Image | None, Image.Image, Image.Image, str]], cell: int = 128,
+          titles: tuple[str, str, str] = ("real (val)", "base", "adapter")) -> Image.Image:
     pad, label_h = 4, 14
     grid = Image.new("RGB", (3 * (cell + pad) + pad, len(rows) * (cell + label_h + pad) + pad + label_h), "white")
     draw = ImageDraw.Draw(grid)
-    for c, title in enumerate(("real (val)", "base", "adapter")):
+    for c, title in enumerate(titles):
         draw.text((pad + c * (cell + pad), 2), title, fill="black")
     for r, (real, base, ada, label) in enumerate(rows):
         y = label_h + pad + r * (cell + label_h + pad)
@@ -87,6 +91,14 @@ def write_grids(out_dir: Path, sets: dict) -> dict[str, Path]:
     for landmark, rows in sorted(per_landmark.items()):
         paths[landmark] = out_dir / f"{landmark}.png"
         _grid(rows).save(paths[landmark])
+    composites: dict[str, list] = {}
+    for row in sets.get("composite") or []:  # plate | text-to-image | composite, same prompt and seed
+        p, snap = row["prompt"], row["snap"]
+        composites.setdefault(p["landmark"], []).append(
+            (snap.plate, row["t2i"], snap.image, f"{p['shot']}, {p['angle']}, {p['pose']}"))
+    for landmark, rows in sorted(composites.items()):
+        paths[f"{landmark}_composite"] = out_dir / f"{landmark}_composite.png"
+        _grid(rows, titles=("plate", "text-to-image", "composite")).save(paths[f"{landmark}_composite"])
     return paths
 
 
@@ -96,6 +108,19 @@ COMPARED = ("eval_loss", "background_consistency", "shot_agreement", "landmark_a
 
 def _cell(x) -> str:
     return f"{x:.4f}" if isinstance(x, (int, float)) else "&ndash;"
+
+
+def _composite_html(section: dict | None) -> str:
+    if not section:
+        return ""
+    if section.get("status") != "computed":
+        return f"<p>composite: {html.escape(str(section.get('status')))}</p>"
+    keys = [k for k in section["composite"] if k in section["t2i"] or k == "seam_score"]
+    rows = "".join(f"<tr><td>{k}</td><td>{_cell(section['t2i'].get(k))}</td><td>{_cell(section['composite'].get(k))}"
+                   "</td></tr>" for k in keys)
+    return ("<h2>composite vs text-to-image (same prompts and seeds)</h2><table border=1 cellpadding=4>"
+            f"<tr><th>metric</th><th>text-to-image</th><th>composite</th></tr>{rows}</table>"
+            f"<p>seam score of the real val photos at the same regions: {_cell(section.get('real_seam_score'))}</p>")
 
 
 def write_html(path: Path, metrics: dict, grids: dict[str, Path]) -> None:
@@ -114,6 +139,7 @@ def write_html(path: Path, metrics: dict, grids: dict[str, Path]) -> None:
         "<h1>landmark-lora: base vs adapter</h1>"
         "<table border=1 cellpadding=4><tr><th>metric</th><th>base</th><th>adapter</th>"
         f"<th>calibration (real val photos)</th><th>status</th></tr>{rows}</table>"
+        f"{_composite_html(metrics.get('composite'))}"
         f"<p>clip_score: {html.escape(str(metrics['clip_score'] if metrics['clip_score'] is not None else metrics['clip_score_status']))}"
         f" &middot; output change: {metrics['output_change']:.4f} &middot; prompts: {metrics['prompts']}</p>{imgs}",
     )
@@ -152,7 +178,7 @@ def _log_to_mlflow(params: Params, run_id: str, metrics: dict, grids: dict[str, 
 
     configure(params.mlflow)
     client = mlflow.MlflowClient()
-    flat = flat_eval_metrics(metrics)  # base_<metric> beside adapter_<metric>
+    flat = flat_eval_metrics(metrics)  # base_<metric> beside adapter_<metric>, composite_<metric>
     with mlflow.start_run(run_id=run_id, log_system_metrics=False):
         mlflow.log_metrics(flat)
         mlflow.set_tags({f"eval.{k}": v[:5000] for k, v in metrics.items() if k.endswith("_status")})

@@ -13,6 +13,13 @@ For each photo in ``data/raw/metadata.csv``:
 Outputs ``data/processed/{train,val}/<landmark>/<sha16>.png`` with a ``.txt`` caption beside
 each image (kohya layout) and ``metadata.jsonl`` per split (Hugging Face imagefolder layout).
 
+Background plates (shot ``background``) are never trained on: they are cropped and sized the
+same way into the plate library ``data/processed/plates/<landmark>/<angle>/<name>.png`` with an
+``index.json``, and ``data/processed/person_regions.json`` records, per shot type, where the
+detector found the person in the train photos (median box normalised to the image, spread,
+count) for composite generation (``landmark_lora.composite``). An unlabelled photo in which no
+one is detected is listed as ``proposed_plates`` in ``reports/preprocess.json``, never used as one.
+
 Steps 1-3 are cached by content in ``.cache/preprocess/`` under a key made of the photo's
 sha256 and the knobs that change the pixels, so adding k photos to n costs about k. Entries are
 written atomically (``landmark_lora.fsutil``); an entry that cannot be read back whole (a partial
@@ -35,18 +42,30 @@ from pathlib import Path
 from PIL import Image
 
 from landmark_lora import fsutil, rawtable
-from landmark_lora.artifacts import SPLITS, Layout, ProcessedRecord, write_records
+from landmark_lora.artifacts import (
+    SPLITS,
+    Layout,
+    PlateRecord,
+    ProcessedRecord,
+    write_person_regions,
+    write_plates,
+    write_records,
+)
 from landmark_lora.caption_fit import check_captions
-from landmark_lora.catalogue import Landmark, render_caption
+from landmark_lora.catalogue import BACKGROUND, UNSPECIFIED, Landmark, render_caption
 from landmark_lora.config import DataConfig, Params
 from landmark_lora.imaging import Box, detect_person, exif_orientation, load_rgb
 from landmark_lora.logs import get_logger
+from landmark_lora.metrics import person_extent
+from landmark_lora.plates import normalised_box, person_region_stats
 from landmark_lora.parallel import Prefetcher
 
 log = get_logger(__name__)
 
 # Bump when the pixel pipeline changes: it invalidates every cached crop.
-PIPELINE_VERSION = "2"  # 2: people are detected on a copy at most DETECT_SIDE px long
+# 2: the crop facts also hold the whole person's extent (composite mode's person regions);
+# 3: people are searched on a copy at most DETECT_SIDE px long.
+PIPELINE_VERSION = "3"
 # The detectors find the same person boxes at this size as on the 1/8-scale decode of a 12-MP
 # photo (500 px), 2-3x faster (docs/benchmarks.md); smaller photos are searched as they are.
 DETECT_SIDE = 320
@@ -108,26 +127,28 @@ def process_image(path: Path, cfg: DataConfig, buckets: list[tuple[int, int]]) -
     bucket = choose_bucket(w, h, buckets)
     image = load_rgb(path, bucket)
     bucket = choose_bucket(image.width, image.height, buckets)
-    person = _detect(image) if cfg.person_detector == "auto" else None
+    person, extent = _detect(image) if cfg.person_detector == "auto" else (None, None)
     box = crop_box(image.width, image.height, bucket[0] / bucket[1], person)
     out = image.resize(bucket, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
     return out, {"bucket": list(bucket), "crop": list(box), "person": list(person) if person else None,
-                 "source_size": [image.width, image.height]}
+                 "extent": list(extent) if extent else None, "source_size": [image.width, image.height]}
 
 
-def _detect(image: Image.Image) -> Box | None:
-    """detect_person on a copy at most DETECT_SIDE px long; the box in ``image``'s pixels."""
+def _detect(image: Image.Image) -> tuple[Box | None, Box | None]:
+    """The head-and-shoulders box (imaging.detect_person) and the whole person's extent
+    (metrics.person_extent), searched on a copy at most DETECT_SIDE px long, in ``image``'s pixels."""
     scale = min(1.0, DETECT_SIDE / max(image.size))
-    if scale == 1.0:
-        return detect_person(image)
-    small = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                         Image.Resampling.BILINEAR)
-    box = detect_person(small)
-    if box is None:
-        return None
-    x0, y0, x1, y1 = box
-    return (int(x0 / scale), int(y0 / scale), min(image.width, math.ceil(x1 / scale)),
-            min(image.height, math.ceil(y1 / scale)))
+    small = image if scale == 1.0 else image.resize(
+        (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR)
+
+    def back(box: Box | None) -> Box | None:
+        if box is None or scale == 1.0:
+            return box
+        x0, y0, x1, y1 = box
+        return (int(x0 / scale), int(y0 / scale), min(image.width, math.ceil(x1 / scale)),
+                min(image.height, math.ceil(y1 / scale)))
+
+    return back(detect_person(small)), back(person_extent(small))
 
 
 # ---------------------------------------------------------------- splits
@@ -157,12 +178,17 @@ class PreprocessSummary:
     person_found: int = 0
     out_dir: Path = Path("data/processed")
     captions: dict = field(default_factory=dict)  # caption_fit's token counts (reports/preprocess.json)
+    plates: int = 0
+    proposed_plates: list[str] = field(default_factory=list)  # unlabelled photos where no one was found
 
     def describe(self) -> str:
+        proposed = (f"; {len(self.proposed_plates)} unlabelled photo(s) with no person found could be plates "
+                    "(label them `shot: background`; see proposed_plates in the report)" if self.proposed_plates else "")
         return (
-            f"preprocess: {self.counts.get('train', 0)} train, {self.counts.get('val', 0)} val -> {self.out_dir}/ "
+            f"preprocess: {self.counts.get('train', 0)} train, {self.counts.get('val', 0)} val, "
+            f"{self.plates} plates -> {self.out_dir}/ "
             f"(cache: {self.cache_hits} reused, {self.cache_misses} processed; "
-            f"person detected in {self.person_found}; buckets {self.buckets})"
+            f"person detected in {self.person_found}; buckets {self.buckets}){proposed}"
         )
 
 
@@ -240,11 +266,44 @@ def _cached_crop(row: dict, layout: Layout, cfg: DataConfig, buckets: list[tuple
     return cached_img, cached
 
 
+def _plate_library(plate_rows: list[dict], layout: Layout, cfg: DataConfig, buckets: list[tuple[int, int]],
+                   crops: Prefetcher, summary: PreprocessSummary) -> list[PlateRecord]:
+    """Plates cropped and sized like the training photos, under ``plates_dir/<landmark>/<angle>/``."""
+    shutil.rmtree(layout.plates_dir, ignore_errors=True)
+    plates = []
+    for row in plate_rows:
+        cached_img, facts = _cached_crop(row, layout, cfg, buckets, crops, summary)
+        name = Path(row["file"]).stem
+        rel = f"{row['landmark']}/{row['angle']}/{name}.{cfg.image_format}"
+        dest = layout.plates_dir / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(cached_img, dest)
+        width, height = facts["bucket"]
+        plates.append(PlateRecord(landmark=row["landmark"], angle=row["angle"], name=name, file=rel, width=width,
+                                  height=height, raw_file=row["file"], sha256=row["sha256"]))
+    write_plates(layout, plates)
+    summary.plates = len(plates)
+    return plates
+
+
+def _record(row: dict, name: str, caption: str, facts: dict) -> ProcessedRecord:
+    width, height = facts["bucket"]
+    return ProcessedRecord(
+        file_name=name, text=caption, landmark=row["landmark"], shot=row["shot"], angle=row["angle"],
+        pose=row["pose"], width=width, height=height, sha256=row["sha256"], raw_file=row["file"],
+        person_box=facts["person"] is not None,
+        person=normalised_box(facts.get("extent") or facts["person"], facts["crop"]),
+    )
+
+
 def preprocess(params: Params, catalogue: dict[str, Landmark]) -> PreprocessSummary:
     cfg, layout = params.data, Layout.of(params)
     layout.preprocess_cache.mkdir(parents=True, exist_ok=True)
     _check_validated(layout)
-    rows = _raw_rows(layout, catalogue)
+    all_rows = _raw_rows(layout, catalogue)
+    rows = [r for r in all_rows if r["shot"] != BACKGROUND]  # plates are never trained on
+    if not rows:
+        raise ValueError(f"{layout.raw_table}: only background plates, no photos with a person to train on")
     captions = check_captions(params, catalogue, rows)  # a label past the token limit fails here, before any work
 
     buckets = bucket_sizes(cfg)
@@ -256,8 +315,9 @@ def preprocess(params: Params, catalogue: dict[str, Landmark]) -> PreprocessSumm
 
     # Photos missing from the cache are decoded, detected and cropped ahead on every core; the
     # records below are still written in raw-table order.
+    plate_rows = [r for r in all_rows if r["shot"] == BACKGROUND]
     misses = [(row["file"], (layout.raw / row["file"], *_cache_paths(row, layout, cfg), cfg, buckets))
-              for row in rows if _read_cache(*_cache_paths(row, layout, cfg)) is None]
+              for row in rows + plate_rows if _read_cache(*_cache_paths(row, layout, cfg)) is None]
     with Prefetcher(_crop_into_cache, misses, cfg.workers) as crops:
         for row in rows:
             cached_img, facts = _cached_crop(row, layout, cfg, buckets, crops, summary)
@@ -270,18 +330,18 @@ def preprocess(params: Params, catalogue: dict[str, Landmark]) -> PreprocessSumm
                 params.caption, catalogue[row["landmark"]], row["shot"], row["angle"], row["pose"], row["caption"]
             )
             dest.with_suffix(".txt").write_text(caption + "\n", encoding="utf-8")
+            records[split].append(_record(row, name, caption, facts))
             width, height = facts["bucket"]
-            records[split].append(ProcessedRecord(
-                file_name=name, text=caption, landmark=row["landmark"], shot=row["shot"], angle=row["angle"],
-                pose=row["pose"], width=width, height=height, sha256=row["sha256"], raw_file=row["file"],
-                person_box=facts["person"] is not None,
-            ))
             summary.buckets[f"{width}x{height}"] = summary.buckets.get(f"{width}x{height}", 0) + 1
             summary.person_found += facts["person"] is not None
+            if row["shot"] == UNSPECIFIED and facts["person"] is None:
+                summary.proposed_plates.append(row["file"])
+        _plate_library(plate_rows, layout, cfg, buckets, crops, summary)
 
     for split, recs in records.items():
         write_records(layout, split, recs)
         summary.counts[split] = len(recs)
+    write_person_regions(layout, person_region_stats(records["train"]))
     _write_report(layout.preprocess_json, records, summary)
     log.debug("preprocess: wrote %s and %s", layout.metadata("train"), layout.preprocess_json)
     return summary
@@ -303,5 +363,8 @@ def _write_report(path: Path, records: dict[str, list[ProcessedRecord]], summary
         "buckets": dict(sorted(summary.buckets.items())),
         "per_split": per_split,
         "captions": summary.captions,
+        "plates": summary.plates,
+        # unlabelled photos in which the detector found no one: never used as plates until labelled so
+        "proposed_plates": summary.proposed_plates,
     }
     fsutil.write_json_atomic(path, report, indent=2, sort_keys=True)

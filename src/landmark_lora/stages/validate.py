@@ -17,7 +17,9 @@ state the contract:
   and unchanged since ingest, labels come from the vocabulary, pixels decode and
   have a sane size and shape;
 * ``raw_landmarks`` (one row per landmark): enough photos per landmark, not too
-  many without a shot label, every ``validation.required_landmarks`` present.
+  many without a shot label, every ``validation.required_landmarks`` present;
+* plates (``validation.plates``, with ``validation.require_plates``): a background plate
+  (``shot: background``) of a usable size for every (landmark, angle) the photos show.
 
 The tables are built by ``landmark_lora.validation.table``, the suites by
 ``validation.contract`` and the report by ``validation.report``; this stage runs them and writes.
@@ -40,6 +42,7 @@ from landmark_lora.catalogue import load_catalogue
 from landmark_lora.config import Params, ValidationConfig
 from landmark_lora.logs import get_logger
 from landmark_lora.validation.contract import contract, run_gx
+from landmark_lora.validation.plates import add_plate_failures
 from landmark_lora.validation.report import contract_report, error_message, unreadable_table_report
 from landmark_lora.validation.table import build_landmark_table, build_photo_table
 
@@ -95,7 +98,7 @@ def validate(layout: Layout, cfg: ValidationConfig, catalogue: dict, raise_on_fa
     log.debug("validate: %d photos, %d landmarks, %d checks", len(photos), len(landmarks), len(checks))
     results = run_gx(photos, landmarks, checks, docs_dir.resolve())
     docs_index = docs_dir / "index.html"
-    report = contract_report(raw_dir, photos, checks, results, docs_index)
+    report = add_plate_failures(contract_report(raw_dir, photos, checks, results, docs_index), photos, cfg)
     _write_json(report_path, report)
     if not report["success"]:
         _fail(report, report_path, docs_index, raise_on_failure)

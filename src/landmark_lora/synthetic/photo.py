@@ -2,6 +2,7 @@
 
     from landmark_lora.synthetic.photo import compose_photo, render_photo
     img = render_photo(cat["gyeongbokgung"], "low_angle", "full_body", "waving", 0, params.sample_data)
+    plate = render_plate(cat["gyeongbokgung"], "low_angle", 0, params.sample_data)   # no person: a plate
     img, mask = render_photo(..., return_mask=True)   # mask: bool (H, W), True where the person is
     img = compose_photo(draw_background(scene, key, angle, cfg), key, angle, shot, pose, 0, cfg)
 
@@ -105,13 +106,28 @@ def compose_photo(
     mask = Image.new("L", (w, h), 0)
     draw_person(Pen(img, mask, cx, oy, scale), body, look)
 
-    # Back to the target size, then light and sensor noise so nothing is flat colour.
+    out = _finish(img, rng, cfg)
+    if return_mask:
+        return out, np.asarray(mask.reduce(SS)) >= 128
+    return out
+
+
+def _finish(img: Image.Image, rng: np.random.Generator, cfg: SampleDataConfig) -> Image.Image:
+    """Back to the target size, then light and sensor noise so nothing is flat colour."""
     img = img.reduce(SS)
     arr = np.asarray(img, dtype=np.float32)
     gain = rng.uniform(0.95, 1.05) * (1.0 + rng.uniform(-0.02, 0.02, 3))  # exposure and white balance
     arr = arr * gain * _vignette(cfg.width, cfg.height)
     arr += rng.normal(0.0, 3.0, arr.shape) + rng.normal(0.0, 2.0, arr.shape[:2] + (1,))
-    out = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "RGB")
-    if return_mask:
-        return out, np.asarray(mask.reduce(SS)) >= 128
-    return out
+    return Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "RGB")
+
+
+def render_plate(landmark: Landmark, angle: str, variant: int, cfg: SampleDataConfig) -> Image.Image:
+    """A background plate: the landmark from ``angle`` with no one in it (same camera, light and noise
+    as ``render_photo``, the person omitted). Same arguments -> same pixels."""
+    angle = check_label("angle", angle, ANGLES, "eye_level")
+    bg = landmark_background(landmark, angle, cfg)
+    w, h, pad = cfg.width * SS, cfg.height * SS, 2 * SS
+    rng = seeded_rng(cfg.seed, landmark.slug, angle, "plate", variant)
+    dx, dy = (int(v) for v in rng.integers(0, 2 * pad + 1, 2))
+    return _finish(bg.crop((dx, dy, dx + w, dy + h)), rng, cfg)

@@ -3,11 +3,12 @@
     landmark-lora sample-data        # -> render_sample_set(params.paths.incoming, catalogue, params.sample_data)
 
     from landmark_lora.synthetic.render import render_sample_set
-    n = render_sample_set(Path("data/incoming"), load_catalogue(), params.sample_data)   # -> 150
+    n = render_sample_set(Path("data/incoming"), load_catalogue(), params.sample_data)   # -> 150 + 30 plates
 
 Layout written::
 
     out_dir/<slug>/<slug>_<angle>_<shot>_<k>.jpg
+    out_dir/<slug>/<slug>_<angle>_plate_<k>.jpg      shot 'background': plates_per_view per (landmark, angle)
     out_dir/metadata.csv      file,shot,angle,pose,caption   (file relative to out_dir)
 
 Rows already in ``out_dir/metadata.csv`` for other files (e.g. your own labelled photos
@@ -22,12 +23,12 @@ import io
 from pathlib import Path
 
 from landmark_lora import fsutil
-from landmark_lora.catalogue import ANGLES, SHOTS, Landmark
+from landmark_lora.catalogue import ANGLES, BACKGROUND, SHOTS, Landmark
 from landmark_lora.config import SampleDataConfig
 from landmark_lora.labels import MANIFEST, MANIFEST_COLUMNS  # the drop folder's label file
 from landmark_lora.synthetic.canvas import stable_seed
 from landmark_lora.synthetic.person import POSES
-from landmark_lora.synthetic.photo import render_photo
+from landmark_lora.synthetic.photo import render_photo, render_plate
 
 # ---------------------------------------------------------------- the set
 
@@ -44,7 +45,8 @@ def _pose_for(cfg: SampleDataConfig, slug: str, angle: str, shot: str, k: int) -
 
 
 def render_sample_set(out_dir: Path, catalogue: dict[str, Landmark], cfg: SampleDataConfig) -> int:
-    """Render every landmark x angle x shot x ``cfg.poses_per_view`` into ``out_dir``; return the count.
+    """Render every landmark x angle x shot x ``cfg.poses_per_view``, and ``cfg.plates_per_view`` background
+    plates (shot ``background``, no person) per landmark x angle, into ``out_dir``; return the count of both.
 
     Also writes ``out_dir/metadata.csv`` (file,shot,angle,pose,caption); rows it holds for
     other files are kept.
@@ -63,6 +65,12 @@ def render_sample_set(out_dir: Path, catalogue: dict[str, Landmark], cfg: Sample
                     render_photo(landmark, angle, shot, pose, k, cfg).save(buf, "JPEG", quality=cfg.jpeg_quality)
                     _atomic_write(out_dir / name, buf.getvalue())
                     rows.append({"file": name, "shot": shot, "angle": angle, "pose": pose, "caption": ""})
+            for k in range(cfg.plates_per_view):
+                name = f"{slug}/{slug}_{angle}_plate_{k}.jpg"
+                buf = io.BytesIO()
+                render_plate(landmark, angle, k, cfg).save(buf, "JPEG", quality=cfg.jpeg_quality)
+                _atomic_write(out_dir / name, buf.getvalue())
+                rows.append({"file": name, "shot": BACKGROUND, "angle": angle, "pose": "", "caption": ""})
     _write_manifest(out_dir / MANIFEST, rows)
     return len(rows)
 

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from landmark_lora import rawtable
-from landmark_lora.catalogue import ANGLES, SHOTS, UNSPECIFIED
+from landmark_lora.catalogue import ANGLES, SHOT_LABELS, UNSPECIFIED
 from landmark_lora.config import ValidationConfig
 
 PHOTO_SUITE = "raw_photos"
@@ -84,7 +84,7 @@ def _file_and_label_checks(E: Any, cfg: ValidationConfig, catalogue: dict, w: _W
     """Files and table agree, content is unique and unchanged since ingest, labels from the vocabulary."""
     table, raw_dir, relabel, restore, add_photos = w.table, w.raw_dir, w.relabel, w.restore, w.add_photos
     slugs = sorted(catalogue)
-    shots = [*SHOTS, UNSPECIFIED]
+    shots = [*SHOT_LABELS, UNSPECIFIED]
     angles = [*ANGLES, UNSPECIFIED]
     photo = _photo
     return [

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from landmark_lora.catalogue import SHOTS, UNSPECIFIED
+from landmark_lora.catalogue import SHOT_LABELS, UNSPECIFIED
 from landmark_lora.validation.contract import FORMATS, PHOTO_SUITE, Check
 
 MAX_ROWS_PER_CHECK = 50  # offending rows listed per failed check in validation.json
@@ -48,7 +48,7 @@ def _ordered(counter: Counter, first: tuple[str, ...]) -> dict[str, int]:
 
 def counts(photos: pd.DataFrame) -> dict[str, Any]:
     listed = photos[photos["in_metadata"]]
-    order = (*SHOTS, UNSPECIFIED)
+    order = (*SHOT_LABELS, UNSPECIFIED)
     landmarks = {}
     for slug in sorted(listed["landmark"].astype(str).unique()):
         group = listed[listed["landmark"] == slug]
