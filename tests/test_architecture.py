@@ -102,7 +102,8 @@ def test_imports_run_one_way():
 def test_nothing_imports_cli_and_no_stage_imports_a_stage():
     wrong = []
     for m, deps in _graph().items():
-        wrong += [f"{m} imports {d}" for d in deps if d == "landmark_lora.cli"]
+        if _top(m) != "cli":  # the cli package's own modules (stages, registry, flows) are imported by its main
+            wrong += [f"{m} imports {d}" for d in deps if _top(d) == "cli"]
         if _top(m) == "stages" and m != "landmark_lora.stages":
             wrong += [f"{m} imports stage {d}" for d in deps
                       if _top(d) == "stages" and d != "landmark_lora.stages" and d != m]

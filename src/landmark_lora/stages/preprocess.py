@@ -57,8 +57,8 @@ from landmark_lora.config import DataConfig, Params
 from landmark_lora.imaging import Box, detect_person, exif_orientation, load_rgb
 from landmark_lora.logs import get_logger
 from landmark_lora.metrics import person_extent
-from landmark_lora.plates import normalised_box, person_region_stats
 from landmark_lora.parallel import Prefetcher
+from landmark_lora.plates import normalised_box, person_region_stats
 
 log = get_logger(__name__)
 
