@@ -4,9 +4,8 @@
     params = load_params()            # ./params.yaml
     params.data.resolution            # -> 64
 
-An unknown key, a wrong type or an out-of-range value raises ConfigError with
-the dotted key and a hint, e.g. ``params.yaml: data.resolutoin: unknown key
-(did you mean 'resolution'?)``.
+An unknown key, a wrong type or an out-of-range value raises ConfigError with the dotted key and a
+hint, e.g. ``params.yaml: data.resolutoin: unknown key (did you mean 'resolution'?)``.
 """
 
 from __future__ import annotations
@@ -82,8 +81,7 @@ class IngestConfig(_Section):
     # A file changed (mtime/ctime) more recently than this may still be being written: it waits
     # in the drop folder for the next run. 0 = take every file as it is (tests).
     min_age_s: float = Field(10.0, ge=0, le=3600)
-    # Processes that decode and hash photos (copying and recording stay in one process, in order).
-    # 0 = one per CPU core available to this process.
+    # Processes that decode and hash photos, 0 = one per core (copies and records stay in order, in one process).
     workers: int = Field(0, ge=0, le=256)
 
 
