@@ -32,6 +32,8 @@ RAW_TABLE = "metadata.csv"
 REJECTIONS = "rejections.csv"
 METADATA = "metadata.jsonl"
 LOCK = "retrain.lock"
+# The evaluation as logged into the training run's MLflow artifacts (evaluate writes, reproduce reads).
+MLFLOW_EVAL_JSON = "eval/eval.json"
 
 
 @dataclass(frozen=True)
