@@ -36,6 +36,8 @@ PLATES_DIR = "plates"
 PLATES_INDEX = "index.json"
 PERSON_REGIONS = "person_regions.json"
 LOCK = "retrain.lock"
+# The evaluation as logged into the training run's MLflow artifacts (evaluate writes, reproduce reads).
+MLFLOW_EVAL_JSON = "eval/eval.json"
 
 
 @dataclass(frozen=True)

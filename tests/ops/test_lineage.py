@@ -85,6 +85,7 @@ def test_no_git_and_no_dvc_is_not_reproducible_and_says_why(tmp_path, monkeypatc
     assert not lineage.reproducible
     assert "not a git checkout" in lineage.reason and "dvc push failed: not a DVC repository" in lineage.reason
     assert "data/raw.dvc was missing" in lineage.reason
+    assert lineage.tags()["git_dirty"] == "unknown" and lineage.tags()["lineage_git_sha"] == "unknown"
 
 
 def test_the_bundle_lands_in_the_run(checkout, params):

@@ -271,7 +271,7 @@ def test_unreproducible_version_is_registered_with_its_bundle_but_needs_the_flag
     assert client.get_model_version_by_alias("landmark-lora", "champion").version == champion_before
     version = client.get_model_version("landmark-lora", report["challenger"]["version"])
     assert version.tags["reproducible"] == "false" and "not a git checkout" in version.tags["reproducible_reason"]
-    assert version.tags["base_fingerprint"] and version.tags["git_dirty"] == "false"
+    assert version.tags["base_fingerprint"] and version.tags["git_dirty"] == "unknown"
     names = {Path(a.path).name for a in client.list_artifacts(version.run_id, "lineage")}
     assert {"params.yaml", "requirements.txt", "git.json", "lineage.json"} <= names
     datasets = {d.dataset.name for d in client.get_run(version.run_id).inputs.dataset_inputs}

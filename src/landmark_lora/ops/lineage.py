@@ -83,7 +83,8 @@ class Lineage:
 
     def tags(self) -> dict[str, str]:
         return {"reproducible": str(self.reproducible).lower(), "reproducible_reason": self.reason[:5000],
-                "git_dirty": str(self.git_dirty).lower(), "lineage_git_sha": self.git_sha or "unknown",
+                "git_dirty": str(self.git_dirty).lower() if self.git_sha else "unknown",
+                "lineage_git_sha": self.git_sha or "unknown",
                 "base_fingerprint": self.base_fingerprint}
 
     def to_json(self) -> dict:

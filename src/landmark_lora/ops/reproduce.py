@@ -35,7 +35,8 @@ from pathlib import Path
 import yaml
 
 from landmark_lora import registry
-from landmark_lora.config import Params
+from landmark_lora.artifacts import MLFLOW_EVAL_JSON, EvalReport, Layout
+from landmark_lora.config import Params, load_params
 from landmark_lora.env import venv_env
 from landmark_lora.logs import get_logger
 from landmark_lora.ops.lineage import LOCK_FILE, PARAMS_FILE, installed_packages, read_bundle
@@ -153,7 +154,8 @@ def _recorded_evaluation(run_id: str, tmp: Path, version) -> dict:
     import mlflow
 
     try:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="eval/eval.json", dst_path=str(tmp))
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=MLFLOW_EVAL_JSON,
+                                                   dst_path=str(tmp))
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except Exception:
         return {k: float(v) if k in registry.METRIC_KEYS else v for k, v in (version.tags or {}).items()}
@@ -266,7 +268,11 @@ def _replay(result: Reproduction, wt: Path, env: dict, bundle: dict[str, Path], 
                                f"differ in {', '.join(changed)}" if changed else "as recorded", not changed))
     if "requirements.txt" in bundle:
         result.checks.append(_package_check(bundle["requirements.txt"].read_text(encoding="utf-8")))
-    reproduced = json.loads((wt / "reports" / "eval.json").read_text(encoding="utf-8"))
+    try:  # the recorded params say where reports go; params of an older code version may not load now
+        layout = Layout.of(load_params(wt / PARAMS_FILE))
+    except ValueError:
+        layout = Layout.of(Params())
+    reproduced = EvalReport.read(wt / layout.eval_json).to_dict()
     result.checks += metric_checks(recorded, reproduced)
 
 

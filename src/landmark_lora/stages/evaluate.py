@@ -28,7 +28,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from landmark_lora import fsutil
-from landmark_lora.artifacts import EvalReport, Layout, TrainReport, data_version
+from landmark_lora.artifacts import MLFLOW_EVAL_JSON, EvalReport, Layout, TrainReport, data_version
 from landmark_lora.config import Params
 from landmark_lora.env import pin_threads
 from landmark_lora.logs import get_logger
@@ -186,6 +186,6 @@ def _log_to_mlflow(params: Params, run_id: str, metrics: dict, grids: dict[str, 
             with Image.open(path) as im:
                 mlflow.log_image(im.copy(), artifact_file=f"eval/samples/{landmark}.png")
         mlflow.log_artifact(str(report), artifact_path="eval")
-        mlflow.log_dict(metrics, "eval/eval.json")
+        mlflow.log_dict(metrics, MLFLOW_EVAL_JSON)
     client.set_tag(run_id, "data_version", metrics["data_version"])
     client.set_tag(run_id, "eval_fingerprint", metrics["eval_fingerprint"])
