@@ -326,12 +326,15 @@ def write_person_regions(layout: Layout, regions: Mapping[str, Any]) -> Path:
 
 
 def data_version(layout: Layout) -> str:
-    """Short content hash of the processed data both splits train and evaluate on: the one data hash."""
+    """Short content hash of the processed data both splits train and evaluate on, and of the plate
+    library composite mode is scored on: the one data hash."""
     h = hashlib.sha256()
     for split in SPLITS:
         meta = layout.metadata(split)
         if meta.exists():
             h.update(meta.read_bytes())
+    if layout.plates_index.exists():
+        h.update(layout.plates_index.read_bytes())
     return h.hexdigest()[:12]
 
 

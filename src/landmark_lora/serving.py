@@ -61,8 +61,8 @@ class LandmarkLoraModel(mlflow.pyfunc.PythonModel):
         self.base_ref = config.get("base_ref", self.base_ref)
         self.steps = int(config.get("steps", self.steps))
         self.guidance = float(config.get("guidance", self.guidance))
-        base = context.artifacts.get("base") or self.base_ref
-        self.pipe = load_pipeline(Path(base), Path(context.artifacts["adapter"]), device="auto")
+        self.pipe = load_pipeline(base_folder(context.artifacts.get("base"), self.base_ref),
+                                  Path(context.artifacts["adapter"]), device="auto")
         if context.artifacts.get("plates"):
             self.plates_dir = Path(context.artifacts["plates"])
         if context.artifacts.get("person_regions"):
@@ -121,6 +121,18 @@ class LandmarkLoraModel(mlflow.pyfunc.PythonModel):
             image.save(buf, format="PNG")
             out.append(base64.b64encode(buf.getvalue()).decode())
         return out
+
+
+def base_folder(bundled: str | None, base_ref: str | None) -> Path:
+    """The base's diffusers folder: the bundled copy (tiny base), else ``base_ref`` resolved like
+    ``model.base`` (``toyworld`` = the base shipped in the package, a local folder, a cached hub id)."""
+    if bundled:
+        return Path(bundled)
+    if not base_ref:
+        raise ValueError("this model names no base (neither a bundled 'base' artifact nor base_ref); log it again")
+    from landmark_lora.diffusion.base import ensure_base_model
+
+    return Path(ensure_base_model(base_ref))
 
 
 def _missing(value: Any) -> bool:

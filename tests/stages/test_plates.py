@@ -175,3 +175,18 @@ def test_the_person_extent_covers_the_whole_person_not_just_the_head():
         head = detect_person(image)
         if head is not None:
             assert iou(person_extent(image), truth) >= iou(head, truth), shot
+
+
+def test_plates_of_a_finished_run_do_not_count_as_new_photos(tmp_path):
+    """Plates are never trained on: the nightly detection must not see them as untrained photos forever."""
+    from landmark_lora.artifacts import EvalReport, data_version
+    from landmark_lora.retrain.detect import untrained_photos
+
+    params = _params(tmp_path)
+    _raw(params.paths.raw, PHOTOS + [(f"{G}/plate_low.jpg", "background", "low_angle", (96, 128)),
+                                     (f"{G}/plate_eye.jpg", "background", "eye_level", (96, 128))])
+    pp.preprocess(params, CAT)
+    layout = Layout.of(params)
+    assert untrained_photos(params) == 6  # no finished run yet
+    EvalReport(data_version=data_version(layout)).write(layout.eval_json)
+    assert untrained_photos(params) == 0

@@ -177,3 +177,15 @@ def test_composite_input_errors_name_what_exists(logged_composite):
         model.predict([{**row, "angle": "low_angle", "shot": "wide"}])
     with pytest.raises(Exception, match=r"smaller than the asked 128x128"):
         model.predict([{**row, "angle": "low_angle", "width": 128, "height": 128}])
+
+
+def test_a_model_on_the_shipped_toyworld_base_finds_it(tmp_path):
+    """model.base: toyworld is logged by name (base_ref), not bundled: loading resolves it to the shipped
+    folder, as `landmark-lora generate` on the default run's champion needs."""
+    from landmark_lora.diffusion.base import ensure_base_model
+    from landmark_lora.serving import base_folder
+
+    assert base_folder(None, "toyworld") == Path(ensure_base_model("toyworld"))
+    assert base_folder(str(tmp_path), "toyworld") == tmp_path  # a bundled base wins
+    with pytest.raises(ValueError, match="names no base"):
+        base_folder(None, None)

@@ -7,11 +7,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from landmark_lora.artifacts import EvalReport, Layout, TrainReport, data_version, read_records
+from landmark_lora.artifacts import EvalReport, Layout, TrainReport, data_version, read_plates, read_records
 from landmark_lora.config import Params
 
 
@@ -48,7 +49,8 @@ def read_report(cls: type[TrainReport] | type[EvalReport], path: Path) -> TrainR
 
 def trained_shas(params: Params) -> set[str]:
     """sha256 of every photo in the last *finished* pipeline run (evaluate ran on exactly this
-    processed data); empty when the last run stopped half-way, so its photos count as new."""
+    processed data), its plates included; empty when the last run stopped half-way, so its photos
+    count as new."""
     layout = Layout.of(params)
     evaluation = read_report(EvalReport, layout.eval_json)
     if evaluation.data_version != data_version(layout):  # also when there is no eval.json yet
@@ -59,6 +61,9 @@ def trained_shas(params: Params) -> set[str]:
             shas.update(r.sha256 for r in read_records(layout, split))
         except (OSError, ValueError):  # a half-written split: nothing finished on it
             continue
+    # background plates are never trained on: the run used them when it put them in its plate library
+    with contextlib.suppress(OSError, ValueError):
+        shas.update(p.sha256 for p in read_plates(layout))
     return shas
 
 
