@@ -7,9 +7,9 @@
     report = TrainReport.read(layout.train_json)
     report.mlflow_run_id, report.data_version
 
-One owner per path: a stage that needs a file another stage wrote asks ``Layout`` for it and
-reads it through the typed reader here, so a file name is spelled once in ``src/``. The
-defaults match ``dvc.yaml``'s ``outs`` (tests/test_artifacts.py checks they agree).
+One owner per path: a stage that needs a file another stage wrote asks ``Layout`` for it and reads
+it through the typed reader here, so a file name is spelled once in ``src/``. The defaults match
+``dvc.yaml``'s ``outs`` (tests/test_artifacts.py checks they agree).
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ PLATES_DIR = "plates"
 PLATES_INDEX = "index.json"
 PERSON_REGIONS = "person_regions.json"
 LOCK = "retrain.lock"
-# The evaluation as logged into the training run's MLflow artifacts (evaluate writes, reproduce reads).
-MLFLOW_EVAL_JSON = "eval/eval.json"
+MLFLOW_EVAL_JSON = "eval/eval.json"  # the evaluation in the training run's MLflow artifacts (evaluate -> reproduce)
 
 
 @dataclass(frozen=True)
@@ -192,8 +191,7 @@ class Layout:
         return self.cache / "preprocess"
 
     @property
-    def validate_cache(self) -> Path:
-        """Facts validate measured per raw photo, keyed by its stat (size, mtime, ctime, inode)."""
+    def validate_cache(self) -> Path:  # validate's facts per raw photo, keyed by its stat
         return self.cache / "validate" / "photo-facts.json"
 
     @property
