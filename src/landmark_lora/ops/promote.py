@@ -258,7 +258,7 @@ def _promote(params: Params, client, force: bool, train: Resolved, allow_unrepro
     if refusal:  # whatever the comparison said (it stays in the checks)
         decision = Decision(False, refusal, [*decision.checks, f"comparison: {decision.reason}"])
     if why:
-        decision.checks.insert(0, f"champion version {champion.version} scored again first: {why}")
+        decision.checks.append(f"champion version {champion.version} was scored again first: {why}")
     if rolled_back:
         decision.checks.append(f"version {challenger.version} had been rolled back; judged again on request (--force)")
     return _record(params, client, challenger, champion, decision, chall_metrics, champ_metrics, why)
