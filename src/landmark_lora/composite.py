@@ -2,14 +2,16 @@
 
     from landmark_lora.composite import compose, person_region, feather_mask, paste_back, seam_score
     box = person_region(regions, "upper_body", (56, 72), params.composite)   # pixels (x0, y0, x1, y1)
-    mask = feather_mask((56, 72), box, feather_px=4)                         # float (h, w), 0 outside box
+    mask = feather_mask((56, 72), box, feather_px=4, corner=0.5)             # float (h, w), 0 outside the region
     snap = paste_back(plate, generated, mask)                                # exact plate pixels where mask == 0
-    seam_score(snap, plate, mask)                                            # ~1 = seam as quiet as the plate
+    seam_score(snap, plate, box, feather_px=4)                               # ~1 = seam as quiet as the plate
+    compose(plate, "p0", regions, "upper_body", params.composite, inpaint)   # all of it: a Composite
 
 The person region for a shot type is not a hard-coded box: it is the median person box that
-the preprocess detector found in the train photos of that shot (``person_regions.json``, see
+the preprocess detectors found in the train photos of that shot (``person_regions.json``, see
 ``landmark_lora.plates``), grown by ``composite.region_spread`` spreads and
-``composite.region_margin`` of the image per side. Inside it the champion LoRA inpaints
+``composite.region_margin`` of the image per side, its corners rounded by ``composite.corner``.
+Inside it the champion LoRA inpaints
 (``landmark_lora.diffusion.inpaint``); the result goes back with a mask that ramps from 0 at
 the region's border to 1 at ``feather_px`` inside, so every pixel outside the region is the
 plate's own, bit for bit.
