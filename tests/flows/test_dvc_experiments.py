@@ -81,8 +81,11 @@ def ws(tmp_path_factory, checkout_tiny_base):
 
 @pytest.fixture(scope="module")
 def experiments(ws):
-    for name, lr in EXPERIMENTS.items():
-        _dvc(ws, "exp", "run", "-n", name, "-S", f"train.learning_rate={lr}", "-S", "train.max_steps=3")
+    (first, lr1), (second, lr2) = EXPERIMENTS.items()
+    # `landmark-lora exp` checks the baseline, then runs `dvc exp run` with the same arguments
+    _run(ws, sys.executable, "-m", "landmark_lora.cli", "exp", "-n", first, "-S", f"train.learning_rate={lr1}",
+         "-S", "train.max_steps=3")
+    _dvc(ws, "exp", "run", "-n", second, "-S", f"train.learning_rate={lr2}", "-S", "train.max_steps=3")
     return _runs_by_exp(ws)
 
 
