@@ -68,6 +68,16 @@ def test_dirty_tree_gives_reproducible_false(checkout, params):
     (checkout / "params.yaml").write_text("model:\n  base: tiny\ntrain:\n  seed: 3\n")
     (checkout / "dvc.lock").write_text("schema: '2.0'\nstages: {x: {}}\n")
     assert git_state(checkout)[1] == []
+    # nor do the stages' outputs that dvc.lock records by hash (metrics and plots that git does not ignore)
+    (checkout / "dvc.lock").write_text("schema: '2.0'\nstages:\n  train:\n    outs:\n    - path: reports/train.json\n"
+                                       "      md5: 0\n    - path: reports/plots\n      md5: 1\n")
+    (checkout / "reports/plots").mkdir(parents=True)
+    (checkout / "reports/train.json").write_text("{}")
+    (checkout / "reports/plots/train_loss.csv").write_text("step,loss\n")
+    assert git_state(checkout)[1] == []
+    (checkout / "reports/notes.txt").write_text("not a pipeline output")
+    assert git_state(checkout)[1] == ["reports/notes.txt"]
+    (checkout / "reports/notes.txt").unlink()
     # a code change that is not committed is not
     (checkout / "src/code.py").write_text("x = 2\n")
     (checkout / "src/new.py").write_text("y = 1\n")

@@ -106,13 +106,27 @@ def git_state(root: Path = Path(".")) -> tuple[str | None, list[str]]:
     if sha is None:
         return None, []
     status = _git(["status", "--porcelain", "--untracked-files=all"], root) or ""
+    outputs = _pipeline_outputs(root / LOCK_FILE)
     dirty = []
     for line in status.splitlines():
         path = line[3:].split(" -> ")[-1].strip().strip('"')
         if path in _RECORDED or path.endswith(".dvc") or (path.endswith(".gitignore") and path != ".gitignore"):
             continue
+        if any(path == out or path.startswith(out.rstrip("/") + "/") for out in outputs):
+            continue  # a stage's output (metrics, plots): its hash is in dvc.lock, which the bundle keeps
         dirty.append(path)
     return sha, dirty
+
+
+def _pipeline_outputs(lock: Path) -> list[str]:
+    """Every output path dvc.lock records (reports/train.json, reports/plots, data/processed, ...)."""
+    import yaml
+
+    try:
+        stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages") or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    return [str(out["path"]) for stage in stages.values() for out in (stage.get("outs") or []) if "path" in out]
 
 
 def dvc_push(root: Path = Path("."), raw_dvc: Path = Path("data/raw.dvc"), remote: str | None = None) -> str | None:
