@@ -161,3 +161,34 @@ def test_training_without_them_removes_a_stale_file(trained, tmp_path):
                                                    "train": {"max_steps": 2}})), log_mlflow=False)
     assert not (ws / "models/adapter/token_embeddings.safetensors").exists()
     assert (ws / "models/adapter/pytorch_lora_weights.safetensors").is_file()
+
+
+def test_a_resumed_run_ends_with_the_same_embeddings(trained, tmp_path, monkeypatch):
+    """Checkpoints carry the trained rows: crash after checkpoint 2, resume, and the tokens match
+    an uninterrupted run's."""
+    from landmark_lora.diffusion import trainer
+    from landmark_lora.stages.train import run_training
+
+    root, _ = trained
+    raw = deep_merge(RAW, {"train": {"max_steps": 4, "checkpoint_every": 2}})
+    save = trainer.save_checkpoint
+
+    def save_then_crash(*args, **kwargs):
+        save(*args, **kwargs)
+        raise KeyboardInterrupt("killed after the first checkpoint")
+
+    finals = []
+    for crash in (False, True):
+        ws = tmp_path / f"ws-{crash}"
+        shutil.copytree(root, ws, ignore=shutil.ignore_patterns("mlruns", ".cache", "models"))
+        shutil.copytree(root / "models", ws / "models", ignore=shutil.ignore_patterns("adapter"))
+        with inside(ws):
+            if crash:
+                monkeypatch.setattr(trainer, "save_checkpoint", save_then_crash)
+                with pytest.raises(KeyboardInterrupt):
+                    run_training(parse_params(raw), log_mlflow=False)
+                monkeypatch.setattr(trainer, "save_checkpoint", save)
+            result = run_training(parse_params(raw), log_mlflow=False)
+            assert result.resumed_from == (2 if crash else 0)
+        finals.append(load_file(str(ws / "models/adapter/token_embeddings.safetensors"))[NAME])
+    assert torch.allclose(finals[0], finals[1], atol=1e-6)
