@@ -95,7 +95,7 @@ def test_first_run_samples_ingests_trains_registers_and_reports(ws, first_run, m
     # the artifact: photos, metrics next to the champion's, the decision, the MLflow run to open
     md = _latest_artifact()
     assert md == (ws / "reports/retrain.md").read_text()
-    for needle in ("accepted: 30", "## Metrics", "| eval_loss |", "decision: **promoted**",
+    for needle in ("accepted: 42", "## Metrics", "| eval_loss |", "decision: **promoted**",
                    outcome["mlflow_run_id"], mlflow_server, "prefect server start"):
         assert needle in md, needle
     print(f"first run: {seconds:.0f} s")
