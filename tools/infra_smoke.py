@@ -310,7 +310,9 @@ def smoke_params(stack: Stack):
         "train": {"max_steps": 2, "batch_size": 2, "eval_every": 2, "checkpoint_every": 100, "warmup_steps": 1,
                   "eval_timesteps": [200, 600], "learning_rate": 1e-2},
         "eval": {"max_prompts": 2, "num_inference_steps": 2},
-        "promotion": {"registered_model": REGISTERED_MODEL},
+        # A scratch folder, not a git + DVC checkout: its lineage is incomplete by design (the
+        # version is tagged reproducible=false and checked below); promotion is allowed anyway.
+        "promotion": {"registered_model": REGISTERED_MODEL, "allow_unreproducible": True},
         # Planted: a credential in a param. MLFLOW_TRACKING_URI wins, so it is never used,
         # but run_params logs it: it must reach the server as ://***@.
         "mlflow": {"system_metrics": False, "experiment": "landmark-lora-smoke",
@@ -469,6 +471,8 @@ def _verify(stack: Stack, params, run_id: str, adapter_sha: str, report: dict, p
     vtags = {t["key"]: t["value"] for t in version.get("tags", [])}
     check(vtags.get("promotion_decision") == "promoted" and "eval_loss" in vtags,
           f"version tags record the decision and metrics (eval_loss {vtags.get('eval_loss')})")
+    check(vtags.get("reproducible") == "false" and "not a git checkout" in vtags.get("reproducible_reason", ""),
+          "version tagged reproducible=false with its reason (a scratch folder: no git, no DVC remote)")
     with _client_env(stack):
         challenger = MlflowClient(stack.mlflow_url).get_model_version_by_alias(name, "challenger")
     check(challenger.version == version["version"], "MlflowClient sees the same version as challenger")
