@@ -164,7 +164,7 @@ def _env() -> dict:
 
 def _workspace_params(root: Path) -> None:
     raw = {"ingest": {"min_age_s": 0, "dvc_add": False, "progress_threshold": 10**9},
-           "validation": {"min_photos_per_landmark": 1}}
+           "validation": {"min_photos_per_landmark": 1, "require_plates": False}}
     import yaml
 
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
