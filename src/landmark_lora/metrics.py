@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from PIL import Image
 
@@ -87,12 +89,18 @@ def hog_people(gray: np.ndarray) -> list[tuple[float, float, float, float]]:
             for (x, y, bw, bh), w in zip(rects, np.ravel(weights) if len(rects) else [], strict=False) if w > 0.5]
 
 
-def person_extent(image: Image.Image) -> tuple[int, int, int, int] | None:
+_SEARCH = object()  # person_extent: no head-and-shoulders box given, search for one
+
+
+def person_extent(image: Image.Image, face: Any = _SEARCH) -> tuple[int, int, int, int] | None:
     """The whole person in ``image`` (its pixels): the union of the head-and-shoulders box
     (``imaging.detect_person``) and the whole people HOG finds, clipped to the image; None when neither.
-    Preprocess records it per photo; composite generation paints into its median per shot type."""
+    Preprocess records it per photo; composite generation paints into its median per shot type.
+    ``face``: detect_person(image) when the caller has it already (box or None); used as is when
+    the working size is the image's own, so the cascades do not run twice."""
     work = _work(image)
-    face = detect_person(work)
+    if face is _SEARCH or work.size != image.size:
+        face = detect_person(work)
     boxes: list[tuple[float, ...]] = [tuple(float(v) for v in face)] if face else []
     if work.height >= 128 and work.width >= 64:
         import cv2

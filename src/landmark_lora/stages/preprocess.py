@@ -148,7 +148,8 @@ def _detect(image: Image.Image) -> tuple[Box | None, Box | None]:
         return (int(x0 / scale), int(y0 / scale), min(image.width, math.ceil(x1 / scale)),
                 min(image.height, math.ceil(y1 / scale)))
 
-    return back(detect_person(small)), back(person_extent(small))
+    face = detect_person(small)
+    return back(face), back(person_extent(small, face))  # the cascades run once
 
 
 # ---------------------------------------------------------------- splits
