@@ -225,8 +225,8 @@ def _total(r: dict, part: str) -> float:
 
 def verdicts(runs: list[dict], gx: dict | None) -> dict:
     """Each target of issue 15's data path, with the figure it was judged on."""
-    most = max(r["workers"] for r in runs)
-    best = [r for r in runs if r["workers"] == most]
+    most = max(r["cores_used"] for r in runs)
+    best = [r for r in runs if r["cores_used"] == most]
     largest, smallest = max(best, key=lambda r: r["n"]), min(best, key=lambda r: r["n"])
     out: dict = {
         "preprocess_ms_per_photo_per_core": (largest["first"]["preprocess"]["ms_per_photo_per_core"], 60.0, "<="),
@@ -237,7 +237,7 @@ def verdicts(runs: list[dict], gx: dict | None) -> dict:
         "extra_cost_largest_over_smallest": (round(_total(largest, "plus_extra") / _total(smallest, "plus_extra"), 2),
                                              1.3, "<="),
     }
-    serial = [r for r in runs if r["workers"] == 1 and r["n"] == smallest["n"]]
+    serial = [r for r in runs if r["cores_used"] == 1 and r["n"] == smallest["n"]]
     if serial and most > 1:
         out["speedup_2_cores_over_1"] = (round(_total(serial[0], "first") / _total(smallest, "first"), 2), 1.7, ">=")
     if gx:
@@ -291,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="ingest/data.workers values tried at the first size (0 = one per core)")
     parser.add_argument("--gx-rows", type=int, default=100_000, help="0 = skip the GX table timing")
     parser.add_argument("--scratch", type=Path, default=None, help="folder for the workspaces (default: temp)")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the runs already in reports/bench_data.json (a size measured again is replaced)")
     parser.add_argument("--inner", choices=PHASES, help=argparse.SUPPRESS)
     parser.add_argument("--workspace", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -311,6 +313,13 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(bench_size(n, args.extra, workers, bases, scratch))
             print(json.dumps(runs[-1]), file=sys.stderr)
     gx = bench_gx(args.gx_rows) if args.gx_rows else None
+    if args.append and (REPO / "reports/bench_data.json").is_file():
+        before = json.loads((REPO / "reports/bench_data.json").read_text())
+        fresh = {(r["n"], r["workers"]) for r in runs}
+        runs = sorted([r for r in before["runs"] if (r["n"], r["workers"]) not in fresh] + runs,
+                      key=lambda r: (r["n"], r["workers"] != 1))
+        gx = gx or before.get("gx")
+        command = f"{before['command']}; then {command}"
     report = write_report(runs, gx, command)
     report["mean_mb"] = round(mean_mb, 2)
     _write_markdown(report)
