@@ -252,15 +252,16 @@ def _crop_into_cache(src: Path, cached_img: Path, cached_meta: Path, cfg: DataCo
 
 
 def _cached_crop(row: dict, layout: Layout, cfg: DataConfig, buckets: list[tuple[int, int]],
-                 crops: Prefetcher, summary: PreprocessSummary) -> tuple[Path, dict]:
-    """The photo's crop in the cache (made now, or by a worker, on a miss) and its crop facts."""
+                 crops: Prefetcher, known: dict[str, dict | None], summary: PreprocessSummary) -> tuple[Path, dict]:
+    """The photo's crop in the cache (made now, or by a worker, on a miss) and its crop facts.
+    ``known``: the cached facts per raw file as the run started (None: a miss, queued in ``crops``)."""
     cached_img, cached_meta = _cache_paths(row, layout, cfg)
     if crops.queued(row["file"]):  # missing from the cache when the run started
         log.debug("preprocess: cache miss for %s", row["file"])
         summary.cache_misses += 1
         return cached_img, crops.result(row["file"])
-    cached = _read_cache(cached_img, cached_meta)
-    if cached is None:  # removed while this run went on: made again here
+    cached = known.get(row["file"])
+    if cached is None or not cached_img.is_file():  # removed while this run went on: made again here
         summary.cache_misses += 1
         return cached_img, _crop_into_cache(layout.raw / row["file"], cached_img, cached_meta, cfg, buckets)
     summary.cache_hits += 1
@@ -268,12 +269,12 @@ def _cached_crop(row: dict, layout: Layout, cfg: DataConfig, buckets: list[tuple
 
 
 def _plate_library(plate_rows: list[dict], layout: Layout, cfg: DataConfig, buckets: list[tuple[int, int]],
-                   crops: Prefetcher, summary: PreprocessSummary) -> list[PlateRecord]:
+                   crops: Prefetcher, known: dict[str, dict | None], summary: PreprocessSummary) -> list[PlateRecord]:
     """Plates cropped and sized like the training photos, under ``plates_dir/<landmark>/<angle>/``."""
     shutil.rmtree(layout.plates_dir, ignore_errors=True)
     plates = []
     for row in plate_rows:
-        cached_img, facts = _cached_crop(row, layout, cfg, buckets, crops, summary)
+        cached_img, facts = _cached_crop(row, layout, cfg, buckets, crops, known, summary)
         name = Path(row["file"]).stem
         rel = f"{row['landmark']}/{row['angle']}/{name}.{cfg.image_format}"
         dest = layout.plates_dir / rel
@@ -317,11 +318,12 @@ def preprocess(params: Params, catalogue: dict[str, Landmark]) -> PreprocessSumm
     # Photos missing from the cache are decoded, detected and cropped ahead on every core; the
     # records below are still written in raw-table order.
     plate_rows = [r for r in all_rows if r["shot"] == BACKGROUND]
+    known = {row["file"]: _read_cache(*_cache_paths(row, layout, cfg)) for row in rows + plate_rows}
     misses = [(row["file"], (layout.raw / row["file"], *_cache_paths(row, layout, cfg), cfg, buckets))
-              for row in rows + plate_rows if _read_cache(*_cache_paths(row, layout, cfg)) is None]
+              for row in rows + plate_rows if known[row["file"]] is None]
     with Prefetcher(_crop_into_cache, misses, cfg.workers) as crops:
         for row in rows:
-            cached_img, facts = _cached_crop(row, layout, cfg, buckets, crops, summary)
+            cached_img, facts = _cached_crop(row, layout, cfg, buckets, crops, known, summary)
             split = splits[row["file"]]
             name = f"{row['landmark']}/{row['sha256'][:16]}.{cfg.image_format}"
             dest = layout.split_dir(split) / name
@@ -337,7 +339,7 @@ def preprocess(params: Params, catalogue: dict[str, Landmark]) -> PreprocessSumm
             summary.person_found += facts["person"] is not None
             if row["shot"] == UNSPECIFIED and facts["person"] is None:
                 summary.proposed_plates.append(row["file"])
-        _plate_library(plate_rows, layout, cfg, buckets, crops, summary)
+        _plate_library(plate_rows, layout, cfg, buckets, crops, known, summary)
 
     for split, recs in records.items():
         write_records(layout, split, recs)
