@@ -14,11 +14,12 @@ export TRANSFORMERS_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test test-toyworld lint bench bench-data infra-smoke clean-data help
+.PHONY: install run test test-e2e test-toyworld lint bench bench-data infra-smoke clean-data help
 
 help:
 	@echo "make run    - set up .venv, then run the main job on the embedded default"
 	@echo "make test   - set up .venv, then run the test suite"
+	@echo "make test-e2e - lineage replays and DVC experiments in scratch repos (minutes; CI runs it too)"
 	@echo "make test-toyworld - the end-to-end checks on the toy-world base (minutes; not in make test)"
 	@echo "make lint   - ruff (src tests tools flows) and mypy (bottom layer + domain modules); make test enforces both"
 	@echo "make bench  - benchmarks (results in reports/bench.json and docs/benchmarks.md)"
@@ -37,7 +38,13 @@ run: install
 	$(BIN)/landmark-lora run
 
 test: install
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not toyworld"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not toyworld and not e2e"
+
+# Lineage replays (landmark-lora reproduce) and DVC experiments (dvc exp run, the queue), each in a
+# scratch git + DVC repository: several pipeline runs, about 5 minutes on 2 cores. .ci/run runs it
+# after make test.
+test-e2e: install
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "e2e"
 
 # The end-to-end checks on the toy-world base (issue 12's promotion gate on real learning): about
 # 4 minutes on 2 CPU cores, so kept out of `make test`; the same decision rules run there on the tiny base.

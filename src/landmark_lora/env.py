@@ -74,3 +74,12 @@ def process_age_s() -> float | None:
         return round(uptime - started_ticks / os.sysconf("SC_CLK_TCK"), 2)
     except (OSError, ValueError, IndexError):
         return None
+
+
+def project_root() -> Path:
+    """The folder relative project paths live under (the MLflow store, the built tiny base):
+    ``DVC_ROOT`` when a DVC stage runs (DVC sets it for every stage command; in a queued or
+    ``--temp`` experiment it names the project, not the throw-away copy the stage runs in), else
+    the working directory (where params.yaml is)."""
+    root = os.environ.get("DVC_ROOT")
+    return Path(root).resolve() if root and Path(root).is_dir() else Path.cwd().resolve()

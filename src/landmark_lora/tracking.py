@@ -21,6 +21,7 @@ import yaml
 from landmark_lora import artifacts
 from landmark_lora.artifacts import Layout
 from landmark_lora.config import MlflowConfig, Params, flatten
+from landmark_lora.env import project_root
 
 _SECRET_KEY = re.compile(r"(pass(word)?|secret|token|api[_-]?key|credential|private[_-]?key|auth)", re.I)
 _SECRET_VALUE = re.compile(
@@ -77,14 +78,6 @@ def scrub_deep(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(scrub_deep(v) for v in value)
     return value
-
-
-def project_root() -> Path:
-    """The folder a relative MLflow store lives under: ``DVC_ROOT`` when a DVC stage runs (DVC sets
-    it for every stage command; in a queued or ``--temp`` experiment it names the project, not the
-    throw-away copy the stage runs in), else the working directory (where params.yaml is)."""
-    root = os.environ.get("DVC_ROOT")
-    return Path(root).resolve() if root and Path(root).is_dir() else Path.cwd().resolve()
 
 
 def tracking_uri(cfg: MlflowConfig) -> str:

@@ -19,7 +19,7 @@ import pytest
 from landmark_lora.env import venv_env
 from tests.helpers.workspace import build_workspace
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 GIT = ["git", "-c", "user.email=tests@landmark-lora", "-c", "user.name=tests", "-c", "commit.gpgsign=false"]
 EXPERIMENTS = {"lr-low": 0.0005, "lr-high": 0.002}  # name -> train.learning_rate
 

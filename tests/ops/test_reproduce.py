@@ -60,6 +60,7 @@ def _tree(ws: Path) -> tuple[str, str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(2400)  # two pipeline cycles and one or two replays: ~10-15 min on 2 busy cores
 def test_version_1_and_the_champion_reproduce_after_the_tree_moved_on(clone):
     import mlflow
@@ -84,6 +85,7 @@ def test_version_1_and_the_champion_reproduce_after_the_tree_moved_on(clone):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.timeout(2400)  # alone, it builds the module's clone first
 def test_photos_missing_from_the_remote_fail_naming_the_data(clone):
     storage = clone / ".dvc-storage"

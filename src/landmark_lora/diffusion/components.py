@@ -23,8 +23,12 @@ from landmark_lora.config import ModelConfig
 def resolve_base(cfg: ModelConfig) -> Path:
     """A local diffusers folder for ``model.base`` (the tiny one is built on first use)."""
     from landmark_lora.diffusion.base import ensure_base_model
+    from landmark_lora.env import project_root
 
-    return Path(ensure_base_model(cfg.base, Path(cfg.dir), cfg.revision))
+    # The tiny base is built under model.dir of the project: a queued experiment's throw-away copy
+    # uses the project's (the one its cached latents were encoded with) instead of building its own.
+    models_dir = Path(cfg.dir) if Path(cfg.dir).is_absolute() else project_root() / cfg.dir
+    return Path(ensure_base_model(cfg.base, models_dir, cfg.revision))
 
 
 def base_fingerprint(path: Path) -> str:
