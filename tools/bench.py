@@ -225,7 +225,6 @@ def write_report(cpu_runs: list[dict], gpu: list[dict] | None, command: str) -> 
 
 def _write_markdown(report: dict) -> None:
     doc = REPO / "docs/benchmarks.md"
-    start, end = "<!-- bench:cpu:start -->", "<!-- bench:cpu:end -->"
     head = report["cpu"]
     rows = [
         f"Machine: {report['machine']}  ",
@@ -250,8 +249,15 @@ def _write_markdown(report: dict) -> None:
                  "|---|---|---|---|---|---|---|"]
         rows += [f"| {g['gpu']} | {g['batch']} | {g['images_per_sec']} | {g['seconds_per_step']} | "
                  f"{g['peak_vram_gib']} | {g['tflops']} | {g['mfu']} |" for g in report["gpu"]]
+    write_block(doc, "cpu", rows)
+
+
+def write_block(doc: Path, name: str, rows: list[str]) -> None:
+    """Replace what lies between ``<!-- bench:NAME:start -->`` and its end marker in ``doc`` (appended
+    when the markers are missing); the text around the block is kept as written."""
+    start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
     block = start + "\n" + "\n".join(rows) + "\n" + end
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n\n" + start + "\n" + end + "\n"
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
     if start in text and end in text:
         text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
     else:

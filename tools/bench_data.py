@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image
 
 from landmark_lora.env import apply_offline_defaults, venv_env
-from tools.bench import machine
+from tools.bench import machine, write_block
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTO_SIZE = (4000, 3000)
@@ -257,8 +257,6 @@ def write_report(runs: list[dict], gx: dict | None, command: str) -> dict:
 
 
 def _write_markdown(report: dict) -> None:
-    doc = REPO / "docs/benchmarks.md"
-    start, end = "<!-- bench:data:start -->", "<!-- bench:data:end -->"
     rows = [f"Machine: {report['machine']}; load average at the end {report['load_average_at_end']}  ",
             f"Command: `{report['command']}` ({report['date']})  ",
             f"Photos: {report['photo']}, {report.get('mean_mb', '3-5')} MB each.", "",
@@ -274,13 +272,7 @@ def _write_markdown(report: dict) -> None:
     rows += ["", "| target | measured | goal | met |", "|---|---|---|---|"]
     rows += [f"| {k} | {v['value']} | {v['op']} {v['target']} | {'yes' if v['met'] else '**no**'} |"
              for k, v in report["targets"].items()]
-    block = start + "\n" + "\n".join(rows) + "\n" + end
-    text = doc.read_text()
-    if start in text and end in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text += "\n" + block + "\n"
-    doc.write_text(text)
+    write_block(REPO / "docs/benchmarks.md", "data", rows)
 
 
 def main(argv: list[str] | None = None) -> int:
