@@ -14,7 +14,7 @@ export TRANSFORMERS_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test test-e2e test-toyworld lint bench bench-data infra-smoke clean-data help
+.PHONY: install run test test-e2e test-toyworld lint bench bench-data bench-reference infra-smoke clean-data help
 
 help:
 	@echo "make run    - set up .venv, then run the main job on the embedded default"
@@ -24,6 +24,7 @@ help:
 	@echo "make lint   - ruff (src tests tools flows) and mypy (bottom layer + domain modules); make test enforces both"
 	@echo "make bench  - benchmarks (results in reports/bench.json and docs/benchmarks.md)"
 	@echo "make bench-data - ingest/validate/preprocess on 12-MP photos, 200/1000/5000 (+50) (reports/bench_data.json)"
+	@echo "make bench-reference REFERENCE_SCRIPT=path - ours vs diffusers' train_text_to_image_lora.py (reports/bench_reference.json)"
 	@echo "make infra-smoke - real mlflow server on PostgreSQL + S3 (moto), the pipeline over HTTP (needs 127.0.0.1:5432)"
 
 install: $(STAMP)
@@ -66,6 +67,16 @@ bench: install
 SIZES ?= 200 1000 5000
 bench-data: install
 	$(BIN)/python -m tools.bench_data --sizes $(SIZES)
+
+# Ours against diffusers' reference LoRA script on the same tiny base, data and settings (issue 15;
+# docs/benchmarks.md). The script is never vendored nor fetched here: get it once at the commit the
+# comparison names, e.g. git clone https://github.com/huggingface/diffusers && git -C diffusers
+# checkout 58eb52c080, then REFERENCE_SCRIPT=diffusers/examples/text_to_image/train_text_to_image_lora.py.
+# It needs `datasets` (the bench extra, installed here from the package index). About 3 minutes on 2 cores.
+REFERENCE_SCRIPT ?=
+bench-reference: install
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[bench]"
+	$(BIN)/python -m tools.bench_reference --script "$(REFERENCE_SCRIPT)"
 
 # The server deployment path without Docker (docs/deploy.md). `make test` runs it too, through
 # tests/infra/test_infra_smoke.py, whenever PostgreSQL answers on 127.0.0.1:5432.
