@@ -84,3 +84,26 @@ def test_a_store_deleted_under_a_running_process_is_started_afresh(tmp_path, mon
     assert (tmp_path / "mlruns" / "mlflow.db").is_file()
     with pytest.raises(mlflow.exceptions.MlflowException, match="not found"):
         mlflow.MlflowClient().get_run(run.info.run_id)
+
+
+def test_sqlite_run_alive_reads_the_store_without_mlflow_and_agrees_with_it(tmp_path, monkeypatch):
+    """The skip path's check (retrain/detect.py): a live run True, an unknown or deleted one False,
+    a store that is not a local SQLite file None (MLflow is asked then)."""
+    import mlflow
+
+    from landmark_lora.tracking import configure, sqlite_run_alive
+
+    no_tracking_env(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    cfg = parse_params({"mlflow": {"system_metrics": False}}).mlflow
+    assert sqlite_run_alive(cfg, "0" * 32) is None  # no store file yet
+    configure(cfg)
+    with mlflow.start_run() as run:
+        mlflow.log_metric("x", 1.0)
+    run_id = run.info.run_id
+    assert sqlite_run_alive(cfg, run_id) is True
+    assert sqlite_run_alive(cfg, "0" * 32) is False
+    mlflow.MlflowClient().delete_run(run_id)
+    assert sqlite_run_alive(cfg, run_id) is False
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9/")
+    assert sqlite_run_alive(cfg, run_id) is None

@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -200,7 +201,12 @@ def clip_score(params: Params, images: list[Image.Image], prompts: list[dict]) -
 
 
 def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None = None) -> tuple[dict, dict]:
-    """Every metric for base and adapter on the current val data. Returns (metrics, images)."""
+    """Every metric for base and adapter on the current val data. Returns (metrics, images).
+
+    ``metrics["seconds"]``: wall time per part (``generate_base``, ``generate_adapter`` and, in
+    composite mode, ``generate_composite`` are the generation loops; the rest is set-up and scoring),
+    with ``generation_loops`` their sum: what the nightly run's overhead figure leaves out."""
+    clock = _Clock()
     base = resolve_base(params.model)
     layout = Layout.of(params)
     split = "val" if read_records(layout, "val") else "train"
@@ -208,19 +214,20 @@ def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None 
     prompts = prompts if prompts is not None else prompt_set(params, val)
     log.debug("evaluate: %d prompts from the %s split", len(prompts), split)
     refs = _references(params)
-    classifiers = calibrated_classifiers(layout.processed, params.eval.min_calibration,
-                                         params.eval.min_calibration_photos)
-    pipe = load_pipeline(base, device="auto")  # fp32 (the toy-world base ships fp16), on the GPU when there is one
-    base_loss = held_out_loss(params, pipe)
-    base_images = generate(pipe, prompts, params)
-    load_adapter(pipe, adapter_dir)  # LoRA and trained token embeddings, as serving loads them
-    adapter_loss = held_out_loss(params, pipe)
-    adapter_images = generate(pipe, prompts, params)
-    base_m = image_metrics(base_images, prompts, refs, classifiers)
-    adapter_m = image_metrics(adapter_images, prompts, refs, classifiers)
+    classifiers = clock.lap("classifier_fit", calibrated_classifiers, layout.processed, params.eval.min_calibration,
+                            params.eval.min_calibration_photos)
+    # fp32 (the toy-world base ships fp16), on the GPU when there is one
+    pipe = clock.lap("pipeline_load", load_pipeline, base, device="auto")
+    base_loss = clock.lap("held_out_loss", held_out_loss, params, pipe)
+    base_images = clock.lap("generate_base", generate, pipe, prompts, params)
+    clock.lap("pipeline_load", load_adapter, pipe, adapter_dir)  # LoRA and trained token embeddings, as serving loads them
+    adapter_loss = clock.lap("held_out_loss", held_out_loss, params, pipe)
+    adapter_images = clock.lap("generate_adapter", generate, pipe, prompts, params)
+    base_m = clock.lap("image_metrics", image_metrics, base_images, prompts, refs, classifiers)
+    adapter_m = clock.lap("image_metrics", image_metrics, adapter_images, prompts, refs, classifiers)
     change = float(np.mean([np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean() / 255.0
                             for a, b in zip(adapter_images, base_images, strict=False)])) if prompts else 0.0
-    clip = clip_score(params, adapter_images, prompts)
+    clip = clock.lap("clip_score", clip_score, params, adapter_images, prompts)
     metrics = {
         "eval_loss": adapter_loss["eval_loss"],
         "background_consistency": adapter_m["background_consistency"],
@@ -239,8 +246,30 @@ def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None 
             "source_dir": layout.split_dir(split)}
     if params.eval.composite:
         metrics["composite"], sets["composite"] = score_composite(params, pipe, prompts, adapter_images, classifiers,
-                                                                  layout.split_dir(split))
+                                                                  layout.split_dir(split), clock)
+    metrics["seconds"] = clock.report()
     return metrics, sets
+
+
+class _Clock:
+    """Wall seconds per named part of the scoring; parts named ``generate_*`` are generation loops."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.started = time.perf_counter()
+
+    def lap(self, part: str, fn, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - t0
+
+    def report(self) -> dict[str, float]:
+        out = {k: round(v, 2) for k, v in self.seconds.items()}
+        out["generation_loops"] = round(sum(v for k, v in self.seconds.items() if k.startswith("generate_")), 2)
+        out["total"] = round(time.perf_counter() - self.started, 2)
+        return out
 
 
 def _mode_metrics(images: list[Image.Image], plates: list[Image.Image], masks: list[np.ndarray], prompts: list[dict],
@@ -268,7 +297,8 @@ def _real_seam(source_dir: Path, row: dict, feather_px: int) -> float:
 
 
 def score_composite(params: Params, pipe, prompts: list[dict], t2i_images: list[Image.Image],
-                    classifiers: dict[str, Calibrated], source_dir: Path) -> tuple[dict, list[dict]]:
+                    classifiers: dict[str, Calibrated], source_dir: Path,
+                    clock: _Clock | None = None) -> tuple[dict, list[dict]]:
     """Composite mode on the prompts (same seeds) vs the text-to-image images already made; the adapter is
     loaded in ``pipe``. Returns (eval.json's ``composite`` section, one row per composited prompt).
     ``real_seam_score``: the same seam measure on the prompts' real val photos, for reference."""
@@ -287,6 +317,7 @@ def score_composite(params: Params, pipe, prompts: list[dict], t2i_images: list[
     ipipe = inpaint_pipeline(pipe, params.model.inpaint_base,
                              Layout.of(params).adapter_dir if params.model.inpaint_base else None)
     rows, skipped = [], {}
+    t0 = time.perf_counter()
     for p, t2i in zip(prompts, t2i_images, strict=True):
         req = Request(p["landmark"], p["angle"], p["shot"], p["pose"], p["seed"], size=(p["width"], p["height"]))
         try:
@@ -296,6 +327,8 @@ def score_composite(params: Params, pipe, prompts: list[dict], t2i_images: list[
             skipped[reason] = skipped.get(reason, 0) + 1
             continue
         rows.append({"prompt": p, "t2i": t2i.resize(snap.image.size), "snap": snap})
+    if clock is not None:
+        clock.seconds["generate_composite"] = time.perf_counter() - t0
     if not rows:
         return {"status": "skipped: no prompt could be composited", "skipped": skipped}, []
     args = ([r["snap"].plate for r in rows], [r["snap"].mask for r in rows], [r["prompt"] for r in rows], classifiers)

@@ -92,6 +92,28 @@ def tracking_uri(cfg: MlflowConfig) -> str:
     return uri
 
 
+def sqlite_run_alive(cfg: MlflowConfig, run_id: str) -> bool | None:
+    """Whether ``run_id`` is a live (not deleted) run of the store, when that store is a local SQLite
+    file, read with the standard library alone: importing MLflow and opening its store take seconds,
+    which the skip path of a nightly run does not have. None: not a local SQLite store, or it did not
+    answer (ask MLflow)."""
+    import sqlite3
+
+    uri = tracking_uri(cfg)
+    path = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        con = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            row = con.execute("SELECT lifecycle_stage FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
+    return row is not None and row[0] != "deleted"
+
+
 def artifact_location(cfg: MlflowConfig) -> str:
     """``cfg.artifact_location`` as MLflow wants it: a relative folder is made an absolute file URI
     under project_root(), like the store."""

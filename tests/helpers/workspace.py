@@ -3,6 +3,7 @@
     from tests.helpers.workspace import build_workspace
     ws = build_workspace(tmp / "ws")                                   # fast params, two landmarks
     ws = build_workspace(tmp / "ws", {"train": {"checkpoint_every": 100}}, landmarks=None)  # all five
+    commit_all(copy_checkout(tmp / "ws"))      # the checkout as it is (its own params.yaml), one commit
 """
 
 from __future__ import annotations
@@ -52,12 +53,7 @@ def build_workspace(root: Path, params: dict | None = None,
 
     params.yaml gets FAST_PARAMS, then ``params`` merged key by key within each section;
     ``landmarks`` limits the catalogue (None: every landmark)."""
-    root.mkdir(parents=True, exist_ok=True)
-    for rel in _repo_files():
-        src = REPO / rel
-        if src.is_file():
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, root / rel)
+    copy_checkout(root)
     raw = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
     if landmarks is not None:
         catalogue = yaml.safe_load((REPO / "src/landmark_lora/data/landmarks.yaml").read_text(encoding="utf-8"))
@@ -71,6 +67,22 @@ def build_workspace(root: Path, params: dict | None = None,
     tiny = REPO / "models" / "base-tiny"
     if (tiny / "model_index.json").is_file():  # building it again costs ~10 s; same config, same weights
         shutil.copytree(tiny, root / "models" / "base-tiny")
+    return commit_all(root)
+
+
+def copy_checkout(root: Path) -> Path:
+    """The checkout's files (not its data, models, stores or tests) copied to ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for rel in _repo_files():
+        src = REPO / rel
+        if src.is_file():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, root / rel)
+    return root
+
+
+def commit_all(root: Path) -> Path:
+    """``git init`` at ``root`` (if needed) and one commit of everything there."""
     git = ["git", "-c", "user.email=tests@landmark-lora", "-c", "user.name=tests", "-c", "commit.gpgsign=false"]
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     subprocess.run([*git, "add", "-A"], cwd=root, check=True)

@@ -21,6 +21,13 @@ def cmd_run(params: Params, args: argparse.Namespace) -> int:
         print("landmark-lora run: --set does not reach the DVC stages (they read params.yaml); edit "
               f"{args.params} instead", file=sys.stderr)
         return EXIT_USAGE
+    if not args.force:  # nothing new: say so and leave before Prefect starts (retrain/quickskip.py)
+        from landmark_lora.retrain.quickskip import quick_skip
+        from landmark_lora.retrain.report import print_public
+
+        skipped = quick_skip(params, args.min_new_photos)
+        if skipped is not None:
+            return print_public(skipped, "run")
     from landmark_lora.retrain.deploy import load_retrain_flow
     from landmark_lora.retrain.prefect_api import PrefectStartupError, ensure_prefect_api
     from landmark_lora.retrain.report import print_outcome

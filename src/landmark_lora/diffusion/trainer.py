@@ -293,6 +293,7 @@ class Trained:
     history: list[float] = field(default_factory=list)
     eval_metrics: dict[str, float] = field(default_factory=dict)
     train_seconds: float = 0.0  # optimisation only: eval and checkpoints are not throughput
+    loop_seconds: float = 0.0  # the whole loop's wall time: steps, their evals, metric logging, checkpoints
 
 
 def resume(session: Session, run_dir: Path) -> Start:
@@ -382,4 +383,5 @@ def train_steps(s: Session, start: Start, run_dir: Path, run_id: str | None, bar
                             cfg.checkpoints_keep)
         if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
             break
+    out.loop_seconds = time.perf_counter() - t0
     return out

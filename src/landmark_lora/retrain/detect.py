@@ -101,9 +101,13 @@ def judged_in_another_store(params: Params) -> str | None:
     """The finished run promote judged, when the current store has lost it (reset, or another
     server): it waits for promotion again (it is re-logged first). None if not, or unknown."""
     from landmark_lora.ops.runcache import lookup
+    from landmark_lora.tracking import sqlite_run_alive
 
-    if not Layout.of(params).promotion_json.exists() or not finished_run(params):
+    reported = finished_run(params)
+    if not Layout.of(params).promotion_json.exists() or not reported:
         return None
+    if sqlite_run_alive(params.mlflow, reported):  # the run is in the store (lookup's "same"), MLflow not imported
+        return unpromoted_run(params, reported)
     try:
         found = lookup(params)
     except Exception:  # the store cannot be asked now: the pipeline step will say why

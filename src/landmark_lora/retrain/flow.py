@@ -49,7 +49,7 @@ from landmark_lora.retrain.detect import Detection, detect, unpromoted_run, untr
 from landmark_lora.retrain.dvc import ReproResult, run_dvc_repro
 from landmark_lora.retrain.errors import StageFailed, is_transient_error, say
 from landmark_lora.retrain.intake import IngestSummary, ingest_photos, render_sample_if_empty
-from landmark_lora.retrain.outcome import Failure, Outcome, Photos
+from landmark_lora.retrain.outcome import Failure, Outcome, Photos, skip_reason
 from landmark_lora.retrain.report import log_timings, publish
 from landmark_lora.tracking import scrub_text
 
@@ -151,8 +151,7 @@ def _retrain_locked(params_path: str, root: Path, force: bool, min_new_photos: i
     untrained = untrained_photos(params)
     outcome.photos = Photos(found.pending, ingested, untrained)
     if not force and untrained < min_new_photos and not found.unpromoted_run:
-        reason = (f"skipped: {untrained} new photo(s) to train on, fewer than min_new_photos={min_new_photos}; "
-                  "nothing trained, no MLflow run (force=True runs the pipeline anyway)")
+        reason = skip_reason(untrained, min_new_photos)
         say(reason)
         return outcome.finish("skipped", reason)
 

@@ -24,6 +24,12 @@ Status = Literal["trained", "up_to_date", "skipped", "busy", "failed"]
 _CHAMPION_KNOWN = ("trained", "up_to_date", "failed")
 
 
+def skip_reason(untrained: int, min_new_photos: int) -> str:
+    """Why a run with too few new photos trains nothing (the flow's and the quick check's words)."""
+    return (f"skipped: {untrained} new photo(s) to train on, fewer than min_new_photos={min_new_photos}; "
+            "nothing trained, no MLflow run (force=True runs the pipeline anyway)")
+
+
 @dataclass
 class Photos:
     pending: int = 0  # in the drop folder when the run started

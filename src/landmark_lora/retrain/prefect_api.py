@@ -12,8 +12,11 @@ needs the API, and gives up after ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SEC
 default), while that subprocess imports the server and, on a fresh ``PREFECT_HOME``, migrates
 its database. On a busy 2-core laptop that is not enough. So, before the flow starts:
 
-1. the database is migrated here, in this process, with no deadline (idempotent: a database
-   already at the head revision is left as it is);
+1. the database is migrated here, in this process, with no deadline, once per Prefect version:
+   a stamp beside a SQLite database (``<db>.landmark-lora-migrated``: Prefect's version and the
+   file's inode) says it is done, and the next run neither imports Prefect's migration code nor
+   checks again; the server itself is started with ``PREFECT_SERVER_DATABASE_MIGRATE_ON_START=false``
+   (unless the user set it), so the database is migrated once, not twice per run;
 2. the server is started with a generous timeout (``DEFAULT_STARTUP_TIMEOUT_S``) unless the user
    set one (environment or Prefect profile), and started once more, with twice the time, if the
    first start times out;
@@ -24,14 +27,19 @@ The flow then finds this running server (Prefect keeps one per process) and uses
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from landmark_lora.retrain.errors import say
 
 TIMEOUT_SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 DEFAULT_STARTUP_TIMEOUT_S = 180  # Prefect's own default is 20 s
 ATTEMPTS = 2
+MIGRATE_SETTING = "PREFECT_SERVER_DATABASE_MIGRATE_ON_START"  # or its old name, PREFECT_API_DATABASE_...
+MIGRATED_SUFFIX = ".landmark-lora-migrated"
 
 
 class PrefectStartupError(RuntimeError):
@@ -58,6 +66,52 @@ def migrate_database() -> None:
     run_coro_as_sync(provide_database_interface().create_db())
 
 
+def _sqlite_file() -> Path | None:
+    """The Prefect database's file when it is SQLite on disk (the default), else None."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().server.database.connection_url
+    text = url.get_secret_value() if url is not None else ""
+    if not text.startswith("sqlite") or ":memory:" in text or "///" not in text:
+        return None
+    return Path(text.split("///", 1)[1].split("?", 1)[0])
+
+
+def _stamp(db: Path) -> str:
+    import prefect
+
+    return f"prefect {prefect.__version__} inode {db.stat().st_ino}\n"
+
+
+def migrate_once() -> bool:
+    """migrate_database() unless the stamp beside the SQLite database says this Prefect version
+    already migrated this very file. Returns True when it migrated. Other databases: always."""
+    db = _sqlite_file()
+    stamp = db.with_name(db.name + MIGRATED_SUFFIX) if db is not None else None
+    if db is not None and stamp is not None and db.is_file() and stamp.is_file():
+        with contextlib.suppress(OSError):
+            if stamp.read_text(encoding="utf-8") == _stamp(db):
+                return False
+    migrate_database()
+    if db is not None and stamp is not None and db.is_file():
+        with contextlib.suppress(OSError):  # no stamp: the next run migrates (checks) again, nothing worse
+            stamp.write_text(_stamp(db), encoding="utf-8")
+    return True
+
+
+@contextlib.contextmanager
+def _server_migrates_not() -> Iterator[None]:
+    """The server process inherits os.environ: tell it the database is migrated (unless the user chose)."""
+    if MIGRATE_SETTING in os.environ or MIGRATE_SETTING.replace("_SERVER_", "_API_") in os.environ:
+        yield
+        return
+    os.environ[MIGRATE_SETTING] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop(MIGRATE_SETTING, None)
+
+
 def ensure_prefect_api(command: str = "landmark-lora run", log: Callable[[str], None] | None = say) -> str | None:
     """Start the ephemeral Prefect server for this process unless PREFECT_API_URL is set.
 
@@ -71,7 +125,7 @@ def ensure_prefect_api(command: str = "landmark-lora run", log: Callable[[str], 
 
     timeout, user_set = startup_timeout()
     try:
-        migrate_database()
+        migrate_once()
     except Exception as err:  # the server would fail on the same database: say so now
         raise PrefectStartupError(_advice(command, f"migrating the Prefect database failed: {err}", timeout)) from err
     errors: list[str] = []
@@ -82,7 +136,8 @@ def ensure_prefect_api(command: str = "landmark-lora run", log: Callable[[str], 
             return server.api_url
         t0 = time.monotonic()
         try:
-            server.start(timeout=wait_s)
+            with _server_migrates_not():
+                server.start(timeout=wait_s)
             return server.api_url
         except Exception as err:  # Prefect raises RuntimeError("Timed out while attempting ...")
             server.stop()  # a timed-out start leaves its process running: end it before retrying

@@ -52,7 +52,11 @@ def print_outcome(state, prog: str, hint: str = "") -> int:
         if hint:
             print(f"  details: {hint}", file=sys.stderr)
         return 1
-    outcome = state.result()
+    return print_public(state.result(), prog)
+
+
+def print_public(outcome: dict, prog: str) -> int:
+    """The summary of a published outcome (``publish``'s): its reason and where to look. Exit code 0."""
     print(f"{prog}: {outcome['reason']}")
     for what, where in outcome["where_to_look"].items():
         print(f"  {what:<16}: {where}")
@@ -92,14 +96,27 @@ def metrics_table(params: Params) -> list[str]:
 
 
 def time_split(outcome: dict, params: Params) -> dict[str, float] | None:
-    """Seconds of the run in all, in the loops (training steps + the evaluate stage, which is
-    generation and scoring) and everything else: start-up, imports, DVC, ingest, promote."""
+    """Seconds of the run in all, in the loops and everything else (start-up, imports, DVC, ingest,
+    loading and scoring, promote). The loops are what the trainer and the scorer timed themselves:
+    the training loop (train.json ``loop_seconds``) and the generation loops (``seconds.generation_loops``
+    of eval.json, and of the champion's rescoring in promotion.json when promote scored it again).
+    Reports written before those fields: steps x seconds_per_step, and the whole evaluate stage."""
     timings = outcome.get("timings") or {}
     if not timings:
         return None
+    layout = Layout.of(params)
     total = sum(v for k, v in timings.items() if k != "report")
-    train = read_json(Layout.of(params).train_json) if "dvc:train" in timings else {}
-    loops = float(train.get("steps") or 0) * float(train.get("seconds_per_step") or 0) + timings.get("dvc:evaluate", 0.0)
+    loops = 0.0
+    if "dvc:train" in timings:
+        train = read_json(layout.train_json)
+        loops += float(train["loop_seconds"] if "loop_seconds" in train else
+                       float(train.get("steps") or 0) * float(train.get("seconds_per_step") or 0))
+    if "dvc:evaluate" in timings:
+        seconds = read_json(layout.eval_json).get("seconds") or {}
+        loops += float(seconds.get("generation_loops", timings["dvc:evaluate"]))
+    champion = (read_json(layout.promotion_json).get("previous_champion") or {}) if outcome.get("decision") else {}
+    if champion.get("rescored"):
+        loops += float(((champion.get("metrics") or {}).get("seconds") or {}).get("generation_loops") or 0.0)
     return {"total_s": round(total, 2), "loops_s": round(loops, 2), "overhead_s": round(total - loops, 2)}
 
 
@@ -109,9 +126,9 @@ def timing_lines(outcome: dict, params: Params) -> list[str]:
         return []
     rows = ["## Time per phase", "", "| phase | seconds |", "|---|---|"]
     rows += [f"| {phase} | {seconds:.1f} |" for phase, seconds in outcome["timings"].items()]
-    rows += ["", f"In all {split['total_s']:.1f} s: {split['loops_s']:.1f} s in the training steps and the evaluate "
-                 f"stage, {split['overhead_s']:.1f} s of everything else (start-up, detect, ingest, DVC, the other "
-                 "stages, promote).", ""]
+    rows += ["", f"In all {split['total_s']:.1f} s: {split['loops_s']:.1f} s in the training loop and the image "
+                 f"generation loops, {split['overhead_s']:.1f} s of everything else (start-up, detect, ingest, DVC, "
+                 "process start-ups and imports, loading and scoring, promote).", ""]
     return rows
 
 

@@ -56,6 +56,7 @@ class TrainResult:
     run_id: str | None
     adapter_dir: Path | None
     resumed_from: int
+    loop_seconds: float = 0.0  # wall time of the training loop (the nightly run's overhead excludes it)
     world_size: int = 1  # processes that trained together, as the trainer saw them (not the config)
     global_batch: int = 0  # samples per optimiser step over all processes
 
@@ -76,7 +77,7 @@ def run_training(params: Params, export: bool = True, log_mlflow: bool = True,
     steps = done.step - start.step
     result = TrainResult(done.step, float(np.mean(done.history[-5:])) if done.history else float("nan"),
                          done.eval_metrics, steps * done.global_batch / max(done.train_seconds, 1e-9),
-                         done.train_seconds / max(steps, 1), run_id, None, start.step,
+                         done.train_seconds / max(steps, 1), run_id, None, start.step, done.loop_seconds,
                          world_size=session.accelerator.num_processes, global_batch=done.global_batch)
     session.accelerator.wait_for_everyone()
     if session.main:
@@ -181,6 +182,7 @@ def _write_report(layout: Layout, result: TrainResult) -> TrainReport:
             "eval": result.eval,
             "images_per_sec": round(result.images_per_sec, 3),
             "seconds_per_step": round(result.seconds_per_step, 4),
+            "loop_seconds": round(result.loop_seconds, 2),
             "resumed_from_step": result.resumed_from,
             "world_size": result.world_size,
             "global_batch": result.global_batch,
