@@ -42,6 +42,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,14 +96,18 @@ def use_transforms_shim() -> None:
     sys.modules["torchvision"], sys.modules["torchvision.transforms"] = package, reference_transforms
 
 
-def run_reference(script: Path, args: list[str], threads: int) -> dict:
-    """In this process: the reference script under runpy, its ``Steps`` bar timed (module docstring)."""
+def run_reference(script: Path, args: list[str], threads: int, profile: bool = False) -> dict:
+    """In this process: the reference script under runpy, its ``Steps`` bar timed (module docstring);
+    with ``profile``, cProfile over its steps after the warm-up instead (tools.profile_steps)."""
     import runpy
 
     import torch
     import tqdm.auto
 
     from tools.bench import peak_rss_mib
+    from tools.profile_steps import REFERENCE, StepProfiler
+
+    prof = StepProfiler(int(args[args.index("--max_train_steps") + 1]), REFERENCE)
 
     torch.set_num_threads(threads)
     use_transforms_shim()
@@ -118,6 +124,8 @@ def run_reference(script: Path, args: list[str], threads: int) -> dict:
             out = super().update(n)
             if self._timed:
                 stamps.append(time.perf_counter())
+                if profile:
+                    prof.step_finished()
             return out
 
     tqdm.auto.tqdm = TimedBar  # type: ignore[misc]
@@ -126,13 +134,16 @@ def run_reference(script: Path, args: list[str], threads: int) -> dict:
     steps = len(stamps) - 1
     if steps < 1:
         raise RuntimeError(f"{script}: no 'Steps' progress bar updates were seen; is it {REFERENCE_PATH}?")
+    if profile:
+        return prof.result()
     batch = int(args[args.index("--train_batch_size") + 1])
     seconds = stamps[-1] - stamps[0]
     return {"images_per_sec": round(steps * batch / seconds, 3), "seconds_per_step": round(seconds / steps, 4),
             "steps": steps, "peak_rss_mib": peak_rss_mib()}
 
 
-def _child(mode: str, script: Path, ws: Path, steps: int, resolution: int, threads: int) -> dict:
+def _child(mode: str, script: Path, ws: Path, steps: int, resolution: int, threads: int,
+           profile: bool = False) -> dict:
     from landmark_lora.env import venv_env
 
     env = venv_env()
@@ -141,6 +152,10 @@ def _child(mode: str, script: Path, ws: Path, steps: int, resolution: int, threa
     if mode == "reference":
         cmd = [sys.executable, "-m", "tools.bench_reference", "--inner-reference", "--script", str(script),
                "--steps", str(steps), "--resolution", str(resolution), "--threads", str(threads)]
+        cmd += ["--profile"] * profile
+    elif profile:
+        cmd = [sys.executable, "-m", "tools.profile_steps", mode.removeprefix("ours_"), "--steps", str(steps),
+               "--resolution", str(resolution)]
     else:  # tools.bench's inner run: our trainer, train.threads from the config (1)
         cmd = [sys.executable, str(REPO / "tools" / "bench.py"), "--inner", mode.removeprefix("ours_"),
                "--steps", str(steps), "--resolution", str(resolution)]
@@ -150,11 +165,11 @@ def _child(mode: str, script: Path, ws: Path, steps: int, resolution: int, threa
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def compare(script: Path, steps: int, resolution: int, repeats: int, threads: int) -> dict:
-    """Every mode ``repeats`` times, rotating the order, each in a fresh process; medians reported."""
+@contextmanager
+def workspace(steps: int, resolution: int) -> Iterator[Path]:
+    """tools.bench's throwaway workspace: sample data through cached latents, and the tiny base."""
     from tools.bench import prepare_workspace
 
-    runs: dict[str, list[dict]] = {m: [] for m in MODES}
     with tempfile.TemporaryDirectory(prefix="landmark-bench-ref-") as tmp:
         ws = Path(tmp)
         cwd = Path.cwd()
@@ -163,6 +178,33 @@ def compare(script: Path, steps: int, resolution: int, repeats: int, threads: in
             prepare_workspace(ws, steps, resolution)
         finally:
             os.chdir(cwd)
+        yield ws
+
+
+def profile_all(script: Path, steps: int, resolution: int, threads: int, command: str) -> dict:
+    """One cProfiled run per mode; writes reports/profile_steps.json and the profile block."""
+    from tools.bench import machine, write_block
+    from tools.profile_steps import markdown
+
+    load = [round(x, 2) for x in os.getloadavg()]
+    with workspace(steps, resolution) as ws:
+        results = {mode: _child(mode, script, ws, steps, resolution, threads, profile=True) for mode in MODES}
+    report = {"machine": machine(), "command": command, "date": time.strftime("%Y-%m-%d"),
+              "load_average_start": load, "load_average_end": [round(x, 2) for x in os.getloadavg()],
+              "threads": threads, **results}
+    (REPO / "reports").mkdir(exist_ok=True)
+    (REPO / "reports/profile_steps.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_block(REPO / "docs/benchmarks.md", "profile", [
+        f"Machine: {report['machine']}; load average {load} at the start, {report['load_average_end']} at the end  ",
+        f"Command: `{command}` ({report['date']}); {threads} torch thread(s), {resolution} px, batch 4, rank 4.",
+        *markdown(results)])
+    return report
+
+
+def compare(script: Path, steps: int, resolution: int, repeats: int, threads: int) -> dict:
+    """Every mode ``repeats`` times, rotating the order, each in a fresh process; medians reported."""
+    runs: dict[str, list[dict]] = {m: [] for m in MODES}
+    with workspace(steps, resolution) as ws:
         for i in range(repeats):
             for mode in MODES[i % 3:] + MODES[:i % 3]:
                 runs[mode].append(_child(mode, script, ws, steps, resolution, threads))
@@ -224,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in every run (train.threads: 1)")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead: cProfile one run per mode, phases in docs/benchmarks.md (tools.profile_steps)")
     parser.add_argument("--inner-reference", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     from landmark_lora.env import apply_offline_defaults
@@ -236,9 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     script = Path(args.script).resolve()
     if args.inner_reference:
         print(json.dumps(run_reference(script, reference_args(Path.cwd(), args.steps, args.resolution),
-                                       args.threads)))
+                                       args.threads, args.profile)))
         return 0
     command = "python -m tools.bench_reference " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.profile:
+        print(json.dumps(profile_all(script, args.steps, args.resolution, args.threads, command.strip()), indent=2))
+        return 0
     load = {"start": [round(x, 2) for x in os.getloadavg()]}
     result = compare(script, args.steps, args.resolution, args.repeats, args.threads)
     load["end"] = [round(x, 2) for x in os.getloadavg()]
