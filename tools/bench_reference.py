@@ -23,7 +23,10 @@ reference's is its ``Steps`` progress bar: ``tqdm.auto.tqdm`` is swapped, in tha
 a subclass that records ``time.perf_counter()`` when the bar is made (just before the first batch is
 loaded) and at every ``update`` (after each optimiser step); steps time = last - first, so image
 loading, transforms, the VAE and text encoder are in it, model loading, dataset scanning and the
-final LoRA save are not. images/s = steps x batch / steps time.
+final LoRA save are not. images/s = steps x batch / steps time. Beside it, images per CPU-second:
+the same steps over the main thread's CPU time (``time.thread_time``; one torch thread and no
+loader workers, so the step's work is on that thread), which a loaded machine inflates far less
+than wall time.
 
 The reference imports torchvision, whose wheels in the package index do not load beside torch
 2.13.0+cpu; its process gets ``tools/reference_transforms.py`` (a minimal ``torchvision.transforms``)
@@ -42,6 +45,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,18 +99,23 @@ def use_transforms_shim() -> None:
     sys.modules["torchvision"], sys.modules["torchvision.transforms"] = package, reference_transforms
 
 
-def run_reference(script: Path, args: list[str], threads: int) -> dict:
-    """In this process: the reference script under runpy, its ``Steps`` bar timed (module docstring)."""
+def run_reference(script: Path, args: list[str], threads: int, profile: bool = False) -> dict:
+    """In this process: the reference script under runpy, its ``Steps`` bar timed (module docstring);
+    with ``profile``, cProfile over its steps after the warm-up instead (tools.profile_steps)."""
     import runpy
 
     import torch
     import tqdm.auto
 
     from tools.bench import peak_rss_mib
+    from tools.profile_steps import REFERENCE, StepProfiler
+
+    prof = StepProfiler(int(args[args.index("--max_train_steps") + 1]), REFERENCE)
 
     torch.set_num_threads(threads)
     use_transforms_shim()
     stamps: list[float] = []
+    cpu: list[float] = []  # this thread's CPU time at the same moments
 
     class TimedBar(tqdm.auto.tqdm):  # type: ignore[misc, name-defined]
         def __init__(self, *a, **k):
@@ -113,11 +123,15 @@ def run_reference(script: Path, args: list[str], threads: int) -> dict:
             self._timed = k.get("desc") == "Steps"
             if self._timed:
                 stamps.append(time.perf_counter())
+                cpu.append(time.thread_time())
 
         def update(self, n=1):
             out = super().update(n)
             if self._timed:
                 stamps.append(time.perf_counter())
+                cpu.append(time.thread_time())
+                if profile:
+                    prof.step_finished()
             return out
 
     tqdm.auto.tqdm = TimedBar  # type: ignore[misc]
@@ -126,13 +140,38 @@ def run_reference(script: Path, args: list[str], threads: int) -> dict:
     steps = len(stamps) - 1
     if steps < 1:
         raise RuntimeError(f"{script}: no 'Steps' progress bar updates were seen; is it {REFERENCE_PATH}?")
+    if profile:
+        return prof.result()
     batch = int(args[args.index("--train_batch_size") + 1])
     seconds = stamps[-1] - stamps[0]
     return {"images_per_sec": round(steps * batch / seconds, 3), "seconds_per_step": round(seconds / steps, 4),
-            "steps": steps, "peak_rss_mib": peak_rss_mib()}
+            "cpu_images_per_sec": round(steps * batch / (cpu[-1] - cpu[0]), 3), "steps": steps,
+            "peak_rss_mib": peak_rss_mib()}
 
 
-def _child(mode: str, script: Path, ws: Path, steps: int, resolution: int, threads: int) -> dict:
+def run_ours(cached: bool, steps: int, resolution: int) -> dict:
+    """In this process: tools.bench's run of our trainer, plus the main thread's CPU time over its
+    optimiser steps (``cpu_images_per_sec``, the same measure as the reference's)."""
+    from landmark_lora.diffusion import trainer
+    from tools.bench import _bench_params, run_mode
+
+    step, cpu = trainer._optimiser_step, [0.0, 0]
+
+    def timed(*a, **k):
+        c0 = time.thread_time()
+        loss = step(*a, **k)
+        cpu[0] += time.thread_time() - c0
+        cpu[1] += 1
+        return loss
+
+    trainer._optimiser_step = timed  # type: ignore[assignment]
+    out = run_mode(cached, steps, resolution)
+    batch = _bench_params(steps, resolution)["train"]["batch_size"]
+    return {**out, "cpu_images_per_sec": round(cpu[1] * batch / cpu[0], 3)}
+
+
+def _child(mode: str, script: Path, ws: Path, steps: int, resolution: int, threads: int,
+           profile: bool = False) -> dict:
     from landmark_lora.env import venv_env
 
     env = venv_env()
@@ -141,8 +180,12 @@ def _child(mode: str, script: Path, ws: Path, steps: int, resolution: int, threa
     if mode == "reference":
         cmd = [sys.executable, "-m", "tools.bench_reference", "--inner-reference", "--script", str(script),
                "--steps", str(steps), "--resolution", str(resolution), "--threads", str(threads)]
-    else:  # tools.bench's inner run: our trainer, train.threads from the config (1)
-        cmd = [sys.executable, str(REPO / "tools" / "bench.py"), "--inner", mode.removeprefix("ours_"),
+        cmd += ["--profile"] * profile
+    elif profile:
+        cmd = [sys.executable, "-m", "tools.profile_steps", mode.removeprefix("ours_"), "--steps", str(steps),
+               "--resolution", str(resolution)]
+    else:  # tools.bench's inner run of our trainer (train.threads from the config: 1), CPU time added
+        cmd = [sys.executable, "-m", "tools.bench_reference", "--inner-ours", mode.removeprefix("ours_"),
                "--steps", str(steps), "--resolution", str(resolution)]
     done = subprocess.run(cmd, check=False, cwd=ws, capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -150,11 +193,11 @@ def _child(mode: str, script: Path, ws: Path, steps: int, resolution: int, threa
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def compare(script: Path, steps: int, resolution: int, repeats: int, threads: int) -> dict:
-    """Every mode ``repeats`` times, rotating the order, each in a fresh process; medians reported."""
+@contextmanager
+def workspace(steps: int, resolution: int) -> Iterator[Path]:
+    """tools.bench's throwaway workspace: sample data through cached latents, and the tiny base."""
     from tools.bench import prepare_workspace
 
-    runs: dict[str, list[dict]] = {m: [] for m in MODES}
     with tempfile.TemporaryDirectory(prefix="landmark-bench-ref-") as tmp:
         ws = Path(tmp)
         cwd = Path.cwd()
@@ -163,6 +206,33 @@ def compare(script: Path, steps: int, resolution: int, repeats: int, threads: in
             prepare_workspace(ws, steps, resolution)
         finally:
             os.chdir(cwd)
+        yield ws
+
+
+def profile_all(script: Path, steps: int, resolution: int, threads: int, command: str) -> dict:
+    """One cProfiled run per mode; writes reports/profile_steps.json and the profile block."""
+    from tools.bench import machine, write_block
+    from tools.profile_steps import markdown
+
+    load = [round(x, 2) for x in os.getloadavg()]
+    with workspace(steps, resolution) as ws:
+        results = {mode: _child(mode, script, ws, steps, resolution, threads, profile=True) for mode in MODES}
+    report = {"machine": machine(), "command": command, "date": time.strftime("%Y-%m-%d"),
+              "load_average_start": load, "load_average_end": [round(x, 2) for x in os.getloadavg()],
+              "threads": threads, **results}
+    (REPO / "reports").mkdir(exist_ok=True)
+    (REPO / "reports/profile_steps.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_block(REPO / "docs/benchmarks.md", "profile", [
+        f"Machine: {report['machine']}; load average {load} at the start, {report['load_average_end']} at the end  ",
+        f"Command: `{command}` ({report['date']}); {threads} torch thread(s), {resolution} px, batch 4, rank 4.",
+        *markdown(results)])
+    return report
+
+
+def compare(script: Path, steps: int, resolution: int, repeats: int, threads: int) -> dict:
+    """Every mode ``repeats`` times, rotating the order, each in a fresh process; medians reported."""
+    runs: dict[str, list[dict]] = {m: [] for m in MODES}
+    with workspace(steps, resolution) as ws:
         for i in range(repeats):
             for mode in MODES[i % 3:] + MODES[:i % 3]:
                 runs[mode].append(_child(mode, script, ws, steps, resolution, threads))
@@ -172,10 +242,14 @@ def compare(script: Path, steps: int, resolution: int, repeats: int, threads: in
     for mode, rs in runs.items():
         median = statistics.median_low([r["images_per_sec"] for r in rs])
         out[mode] = {**next(r for r in rs if r["images_per_sec"] == median),
-                     "all_images_per_sec": [r["images_per_sec"] for r in rs]}
+                     "all_images_per_sec": [r["images_per_sec"] for r in rs],
+                     "median_cpu_images_per_sec": statistics.median_low([r["cpu_images_per_sec"] for r in rs])}
     ref = out["reference"]["images_per_sec"]
     out["cached_over_reference"] = round(out["ours_cached"]["images_per_sec"] / ref, 2)
     out["uncached_over_reference"] = round(out["ours_uncached"]["images_per_sec"] / ref, 2)
+    ref_cpu = out["reference"]["median_cpu_images_per_sec"]
+    for mode in ("cached", "uncached"):
+        out[f"cpu_{mode}_over_reference"] = round(out[f"ours_{mode}"]["median_cpu_images_per_sec"] / ref_cpu, 2)
     return out
 
 
@@ -198,17 +272,21 @@ def write_report(result: dict, script: Path, command: str, threads: int, steps: 
         f"{resolution} px, batch 4, rank 4, {steps} steps, {threads} torch thread(s), median of "
         f"{len(result['reference']['all_images_per_sec'])} runs per mode.",
         "",
-        "| trainer | images/s (median) | s/step | peak RSS (MiB) | all runs, images/s | / reference |",
-        "|---|---|---|---|---|---|",
+        "| trainer | images/s (median) | s/step | peak RSS (MiB) | all runs, images/s | / reference "
+        "| images per CPU-second (median) | / reference |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     names = {"ours_cached": "ours, cached latents", "ours_uncached": "ours, encoding every step",
              "reference": "reference script (encodes every step)"}
     ratios = {"ours_cached": result["cached_over_reference"], "ours_uncached": result["uncached_over_reference"],
               "reference": 1.0}
+    cpu_ratios = {"ours_cached": result["cpu_cached_over_reference"],
+                  "ours_uncached": result["cpu_uncached_over_reference"], "reference": 1.0}
     for mode in MODES:
         r = result[mode]
         rows.append(f"| {names[mode]} | {r['images_per_sec']} | {r['seconds_per_step']} | {r['peak_rss_mib']} | "
-                    f"{', '.join(map(str, r['all_images_per_sec']))} | **{ratios[mode]}** |")
+                    f"{', '.join(map(str, r['all_images_per_sec']))} | **{ratios[mode]}** | "
+                    f"{r['median_cpu_images_per_sec']} | {cpu_ratios[mode]} |")
     met = lambda ok: "met" if ok else "NOT met"
     rows += ["", f"Targets: cached >= 2x reference: {met(result['cached_over_reference'] >= 2)}; "
                  f"encoding every step >= 1x reference: {met(result['uncached_over_reference'] >= 1)}."]
@@ -224,11 +302,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in every run (train.threads: 1)")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead: cProfile one run per mode, phases in docs/benchmarks.md (tools.profile_steps)")
     parser.add_argument("--inner-reference", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--inner-ours", choices=("cached", "uncached"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     from landmark_lora.env import apply_offline_defaults
 
     apply_offline_defaults()
+    if args.inner_ours:
+        print(json.dumps(run_ours(args.inner_ours == "cached", args.steps, args.resolution)))
+        return 0
     if args.script is None or not Path(args.script).is_file():
         print(f"bench-reference: no reference script at {args.script!r}: {HOW_TO_GET}; then pass "
               "--script PATH (make bench-reference REFERENCE_SCRIPT=PATH)", file=sys.stderr)
@@ -236,9 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     script = Path(args.script).resolve()
     if args.inner_reference:
         print(json.dumps(run_reference(script, reference_args(Path.cwd(), args.steps, args.resolution),
-                                       args.threads)))
+                                       args.threads, args.profile)))
         return 0
     command = "python -m tools.bench_reference " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.profile:
+        print(json.dumps(profile_all(script, args.steps, args.resolution, args.threads, command.strip()), indent=2))
+        return 0
     load = {"start": [round(x, 2) for x in os.getloadavg()]}
     result = compare(script, args.steps, args.resolution, args.repeats, args.threads)
     load["end"] = [round(x, 2) for x in os.getloadavg()]

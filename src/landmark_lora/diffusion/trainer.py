@@ -32,7 +32,7 @@ import torch
 
 from landmark_lora.artifacts import Layout, data_version
 from landmark_lora.config import Params
-from landmark_lora.diffusion import token_embeddings
+from landmark_lora.diffusion import fastpath, token_embeddings
 from landmark_lora.diffusion.checkpoints import save_checkpoint, shared_resume_point
 from landmark_lora.diffusion.components import Components, base_fingerprint, load_components, resolve_base
 from landmark_lora.diffusion.latents import load_latents
@@ -258,6 +258,7 @@ def setup(params: Params, layout: Layout) -> Session:
     train, val, identity = load_data(params, layout, fingerprint)
     tokens, token_ids = add_landmark_tokens(parts, params, train)
     trainable = add_lora(parts, params)
+    fastpath.speed_up(parts.unet)  # Python overhead off each step; bit-identical results
     table = token_embeddings.train_rows(parts.text_encoder, token_ids) if token_ids else None  # after peft froze it
     if cfg.gradient_checkpointing:
         parts.unet.enable_gradient_checkpointing()
