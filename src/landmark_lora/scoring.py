@@ -135,8 +135,12 @@ def _references(params: Params) -> dict[tuple[str, str], list[Image.Image]]:
 
 
 def image_metrics(images: list[Image.Image], prompts: list[dict], refs,
-                  classifiers: dict[str, Calibrated] | None = None) -> dict[str, float | None]:
-    bg = [background_consistency(im, refs.get((p["landmark"], p["angle"]), [])) for im, p in zip(images, prompts, strict=False)]
+                  classifiers: dict[str, Calibrated] | None = None,
+                  ref_masks: dict[int, np.ndarray] | None = None) -> dict[str, float | None]:
+    """``ref_masks``: the references' background masks (metrics.background_consistency), kept across calls
+    on the same ``refs`` so each real photo's person is detected once."""
+    bg = [background_consistency(im, refs.get((p["landmark"], p["angle"]), []), ref_masks)
+          for im, p in zip(images, prompts, strict=False)]
     bg = [b for b in bg if not math.isnan(b)]
     labelled = [(im, p) for im, p in zip(images, prompts, strict=False) if p["shot"] != "unspecified"]
     shots = [classify_shot(im) for im, _ in labelled]
@@ -223,8 +227,9 @@ def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None 
     clock.lap("pipeline_load", load_adapter, pipe, adapter_dir)  # LoRA and trained token embeddings, as serving loads them
     adapter_loss = clock.lap("held_out_loss", held_out_loss, params, pipe)
     adapter_images = clock.lap("generate_adapter", generate, pipe, prompts, params)
-    base_m = clock.lap("image_metrics", image_metrics, base_images, prompts, refs, classifiers)
-    adapter_m = clock.lap("image_metrics", image_metrics, adapter_images, prompts, refs, classifiers)
+    ref_masks: dict[int, np.ndarray] = {}  # refs outlive both calls: their ids stay theirs
+    base_m = clock.lap("image_metrics", image_metrics, base_images, prompts, refs, classifiers, ref_masks)
+    adapter_m = clock.lap("image_metrics", image_metrics, adapter_images, prompts, refs, classifiers, ref_masks)
     change = float(np.mean([np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean() / 255.0
                             for a, b in zip(adapter_images, base_images, strict=False)])) if prompts else 0.0
     clip = clock.lap("clip_score", clip_score, params, adapter_images, prompts)
