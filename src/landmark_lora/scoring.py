@@ -204,8 +204,12 @@ def clip_score(params: Params, images: list[Image.Image], prompts: list[dict]) -
     return float(100 * (img * txt).sum(-1).clamp(min=0).mean())
 
 
-def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None = None) -> tuple[dict, dict]:
+def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None = None,
+                  base_metrics: bool = True) -> tuple[dict, dict]:
     """Every metric for base and adapter on the current val data. Returns (metrics, images).
+
+    ``base_metrics=False`` (promote's rescoring of a champion: only the adapter's metrics are kept)
+    skips the base's held-out loss and image metrics; its images are still made (``output_change``).
 
     ``metrics["seconds"]``: wall time per part (``generate_base``, ``generate_adapter`` and, in
     composite mode, ``generate_composite`` are the generation loops; the rest is set-up and scoring),
@@ -222,13 +226,14 @@ def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None 
                             params.eval.min_calibration_photos)
     # fp32 (the toy-world base ships fp16), on the GPU when there is one
     pipe = clock.lap("pipeline_load", load_pipeline, base, device="auto")
-    base_loss = clock.lap("held_out_loss", held_out_loss, params, pipe)
+    base_loss = clock.lap("held_out_loss", held_out_loss, params, pipe) if base_metrics else {"eval_loss": None}
     base_images = clock.lap("generate_base", generate, pipe, prompts, params)
     clock.lap("pipeline_load", load_adapter, pipe, adapter_dir)  # LoRA and trained token embeddings, as serving loads them
     adapter_loss = clock.lap("held_out_loss", held_out_loss, params, pipe)
     adapter_images = clock.lap("generate_adapter", generate, pipe, prompts, params)
     ref_masks: dict[int, np.ndarray] = {}  # refs outlive both calls: their ids stay theirs
-    base_m = clock.lap("image_metrics", image_metrics, base_images, prompts, refs, classifiers, ref_masks)
+    base_m = (clock.lap("image_metrics", image_metrics, base_images, prompts, refs, classifiers, ref_masks)
+              if base_metrics else {})
     adapter_m = clock.lap("image_metrics", image_metrics, adapter_images, prompts, refs, classifiers, ref_masks)
     change = float(np.mean([np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean() / 255.0
                             for a, b in zip(adapter_images, base_images, strict=False)])) if prompts else 0.0
