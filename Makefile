@@ -14,7 +14,7 @@ export TRANSFORMERS_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test test-e2e test-toyworld lint bench bench-data bench-reference infra-smoke clean-data help
+.PHONY: install run test test-e2e test-toyworld lint bench bench-data bench-reference bench-nightly infra-smoke clean-data help
 
 help:
 	@echo "make run    - set up .venv, then run the main job on the embedded default"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench  - benchmarks (results in reports/bench.json and docs/benchmarks.md)"
 	@echo "make bench-data - ingest/validate/preprocess on 12-MP photos, 200/1000/5000 (+50) (reports/bench_data.json)"
 	@echo "make bench-reference REFERENCE_SCRIPT=path - ours vs diffusers' train_text_to_image_lora.py (reports/bench_reference.json)"
+	@echo "make bench-nightly - the nightly run's overhead: 3 x landmark-lora run in a scratch clone (reports/bench_nightly.json)"
 	@echo "make infra-smoke - real mlflow server on PostgreSQL + S3 (moto), the pipeline over HTTP (needs 127.0.0.1:5432)"
 
 install: $(STAMP)
@@ -77,6 +78,12 @@ REFERENCE_SCRIPT ?=
 bench-reference: install
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[bench]"
 	$(BIN)/python -m tools.bench_reference --script "$(REFERENCE_SCRIPT)"
+# The nightly run's fixed overhead (issue 15): in a scratch clone, a first `landmark-lora run`, a
+# second with 3 new photos, a third with nothing new (the skip path), then each stage under
+# python -X importtime. Short training and evaluation (the overhead leaves the loops out anyway);
+# about 5 minutes on 2 idle cores.
+bench-nightly: install
+	$(BIN)/python -m tools.bench_nightly
 
 # The server deployment path without Docker (docs/deploy.md). `make test` runs it too, through
 # tests/infra/test_infra_smoke.py, whenever PostgreSQL answers on 127.0.0.1:5432.

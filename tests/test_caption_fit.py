@@ -80,6 +80,28 @@ def test_no_sample_set_caption_loses_anything_with_the_toyworld_tokenizer():
     assert fit.longest <= 60
 
 
+def test_the_fast_tokenizer_counts_what_transformers_counts():
+    """load_base_tokenizer reads the toy-world base's tokenizer.json with `tokenizers` (no transformers
+    import): every sample-set caption and some awkward text get the CLIPTokenizer's counts and limit."""
+    from transformers import CLIPTokenizer
+
+    from landmark_lora.caption_fit import FastTokenizer
+    from landmark_lora.catalogue import render_caption
+    from landmark_lora.diffusion.base import ensure_base_model
+
+    fast = load_base_tokenizer(ModelConfig(base="toyworld"))
+    assert isinstance(fast, FastTokenizer)
+    slow = CLIPTokenizer.from_pretrained(str(ensure_base_model("toyworld")), subfolder="tokenizer")
+    assert fast.model_max_length == slow.model_max_length == 77
+    texts = [render_caption(WORDS, lm, shot, angle, pose) for lm in CAT.values() for shot in SHOTS
+             for angle in ANGLES for pose in POSES[:3]]
+    texts += ["Café  crème — naïve façade", "경복궁 앞에서", "😀 emoji!!", "tabs\tand\nnewlines", "MiXeD 12345 3.14",
+              "it's don't", "a" * 300, "  spaced  ", "Ⅻ ﬁ ＡＢＣ", ""]
+    for text in texts:
+        assert (len(fast(text, add_special_tokens=False).input_ids)
+                == len(slow(text, add_special_tokens=False, verbose=False).input_ids)), text
+
+
 # ---------------------------------------------------------------- through the preprocess stage
 
 

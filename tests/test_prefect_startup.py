@@ -87,3 +87,76 @@ def test_the_users_timeout_wins_over_the_default(tmp_path):
     mine = subprocess.run([sys.executable, "-c", code], env={**env, TIMEOUT_SETTING: "7"}, capture_output=True,
                           text=True, check=True)
     assert mine.stdout.strip() == "(7, True)"
+
+
+def test_the_database_is_migrated_once_per_prefect_version_and_file(tmp_path):
+    """A stamp beside the SQLite file: the second call neither migrates nor imports the migration code;
+    a new database file (another inode) is migrated again."""
+    code = ("import sys; from landmark_lora.retrain.prefect_api import migrate_once\n"
+            "print(migrate_once(), 'prefect.server.database' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path)
+    apply_offline_defaults(env)
+
+    def once() -> str:
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                              timeout=300).stdout.strip().splitlines()[-1]
+
+    assert once() == "True True"
+    assert list(tmp_path.glob("*.db.landmark-lora-migrated"))
+    assert once() == "False False"
+    for db in tmp_path.glob("*.db*"):
+        if not db.name.endswith("migrated"):
+            db.unlink()
+    assert once() == "True True"
+
+
+def test_the_server_is_told_not_to_migrate_again_unless_the_user_chose(monkeypatch):
+    from landmark_lora.retrain import prefect_api
+
+    monkeypatch.delenv(prefect_api.MIGRATE_SETTING, raising=False)
+    monkeypatch.delenv("PREFECT_API_DATABASE_MIGRATE_ON_START", raising=False)
+    with prefect_api._server_migrates_not():
+        assert os.environ[prefect_api.MIGRATE_SETTING] == "false"
+    assert prefect_api.MIGRATE_SETTING not in os.environ
+    monkeypatch.setenv("PREFECT_API_DATABASE_MIGRATE_ON_START", "true")  # the user's, under its old name
+    with prefect_api._server_migrates_not():
+        assert prefect_api.MIGRATE_SETTING not in os.environ
+
+
+def test_meanwhile_runs_while_the_server_boots_and_its_own_error_is_not_retried(monkeypatch):
+    import threading
+    import time
+
+    import prefect.server.api.server as server_module
+
+    from landmark_lora.retrain import prefect_api
+
+    booting = threading.Event()
+    starts: list[float] = []
+
+    class FakeServer:
+        running, api_url = False, "http://127.0.0.1:1/api"
+
+        def start(self, timeout=None):
+            starts.append(timeout)
+            booting.set()
+            time.sleep(0.5)
+
+        def stop(self):
+            pass
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setattr(server_module, "SubprocessASGIServer", FakeServer)
+    monkeypatch.setattr(prefect_api, "migrate_once", lambda: False)
+    seen = []
+    assert prefect_api.ensure_prefect_api(meanwhile=lambda: seen.append(booting.wait(5))) == FakeServer.api_url
+    assert seen == [True] and len(starts) == 1  # it ran while start() was under way
+
+    def broken():
+        raise ImportError("the flow module is broken")
+
+    starts.clear()
+    with pytest.raises(ImportError, match="flow module is broken"):
+        prefect_api.ensure_prefect_api(meanwhile=broken)
+    assert len(starts) == 1  # no second attempt: the server was fine

@@ -177,10 +177,15 @@ def profile(ws: Path, env: dict[str, str]) -> list[dict]:
 # ---------------------------------------------------------------- report
 
 
-def write_report(report: dict) -> None:
-    (REPO / "reports").mkdir(exist_ok=True)
-    (REPO / "reports/bench_nightly.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    doc = REPO / "docs/benchmarks.md"
+def write_report(report: dict, out: Path = REPO / "reports/bench_nightly.json", doc: Path | None = None) -> None:
+    """``out`` (JSON) and, unless ``doc`` is None, its tables in the ``nightly`` blocks of ``doc``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if doc is not None:
+        write_tables(report, doc)
+
+
+def write_tables(report: dict, doc: Path) -> None:
     runs = report["runs"]
     rows = [f"Machine: {report['machine']}  ",
             f"Command: `{report['command']}` ({report['date']}); train.max_steps {report['steps']}, "
@@ -216,7 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", type=int, default=2, help="eval.max_prompts of the scratch workspace")
     parser.add_argument("--no-profile", action="store_true", help="skip the -X importtime profile of each stage")
     parser.add_argument("--keep", help="build the workspace in this folder and keep it (default: a temp folder)")
+    parser.add_argument("--json", default=str(REPO / "reports/bench_nightly.json"), help="where the results go")
+    parser.add_argument("--no-doc", action="store_true", help="leave docs/benchmarks.md as it is")
+    parser.add_argument("--render", metavar="JSON", help="only rewrite the docs/benchmarks.md tables from this JSON")
     args = parser.parse_args(argv)
+    doc = None if args.no_doc else REPO / "docs/benchmarks.md"
+    if args.render:
+        write_tables(json.loads(Path(args.render).read_text(encoding="utf-8")), REPO / "docs/benchmarks.md")
+        return 0
     apply_offline_defaults()
     command = "python -m tools.bench_nightly " + " ".join(argv if argv is not None else sys.argv[1:])
     report = {"machine": machine(), "command": command.strip(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -230,10 +242,10 @@ def main(argv: list[str] | None = None) -> int:
             if name == "new-photos":
                 drop_new_photos(ws)
             report["runs"].append(run_once(name, ws, env, expect))
-            write_report(report)  # after each run: a long bench that stops still leaves what it measured
+            write_report(report, Path(args.json), doc)  # after each run: a bench that stops leaves what it measured
         if not args.no_profile:
             report["profile"] = profile(ws, env)
-            write_report(report)
+            write_report(report, Path(args.json), doc)
     print(json.dumps({r["run"]: {k: r[k] for k in ("status", "wall_s", "loops_s", "overhead_s", "load_1min")}
                       for r in report["runs"]}, indent=2))
     return 0

@@ -30,14 +30,41 @@ class CaptionTooLongError(ValueError):
     """A labelled field of a caption would be truncated by the base's tokenizer."""
 
 
-def load_base_tokenizer(cfg: ModelConfig) -> Any:
-    """The tokenizer of ``model.base`` (the tiny base is built first if needed)."""
-    from transformers import CLIPTokenizer
+class FastTokenizer:
+    """A base's ``tokenizer/tokenizer.json`` through the `tokenizers` library: the token counts of
+    transformers' CLIPTokenizer (tests/test_caption_fit.py compares them), in milliseconds, where
+    importing transformers takes seconds of the preprocess stage (docs/benchmarks.md)."""
 
+    def __init__(self, folder: Path):
+        import json
+
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        try:
+            config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            config = {}
+        self.model_max_length: int | None = config.get("model_max_length")
+
+    def __call__(self, text: str, add_special_tokens: bool = True, verbose: bool = True) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(input_ids=self._tok.encode(text, add_special_tokens=add_special_tokens).ids)
+
+
+def load_base_tokenizer(cfg: ModelConfig) -> Any:
+    """The tokenizer of ``model.base`` (the tiny base is built first if needed): FastTokenizer when the
+    base ships a tokenizer.json (the toy-world base does), else transformers' CLIPTokenizer."""
     from landmark_lora.diffusion.base import ensure_base_model
 
     base = Path(ensure_base_model(cfg.base, Path(cfg.dir), cfg.revision))
-    tok = CLIPTokenizer.from_pretrained(str(base), subfolder="tokenizer")
+    if (base / "tokenizer" / "tokenizer.json").is_file():
+        tok: Any = FastTokenizer(base / "tokenizer")
+    else:
+        from transformers import CLIPTokenizer
+
+        tok = CLIPTokenizer.from_pretrained(str(base), subfolder="tokenizer")
     limit = _text_positions(base)
     if limit and (tok.model_max_length is None or tok.model_max_length > limit):
         tok.model_max_length = limit  # a tokenizer saved without a limit: the text encoder's is the real one

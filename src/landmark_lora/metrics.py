@@ -146,20 +146,33 @@ def _person_mask(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def background_similarity(a: Image.Image, b: Image.Image, size: tuple[int, int] = (96, 96)) -> float:
-    """Mean SSIM over pixels that are background in both images, clipped to [0, 1]."""
-    mask = _person_mask(a, size) & _person_mask(b, size)
+def background_similarity(a: Image.Image, b: Image.Image, size: tuple[int, int] = (96, 96),
+                          masks: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+    """Mean SSIM over pixels that are background in both images, clipped to [0, 1]. ``masks``: the two
+    images' background masks at ``size`` when the caller has them already (each is a person detection)."""
+    mask_a, mask_b = masks if masks is not None else (_person_mask(a, size), _person_mask(b, size))
+    mask = mask_a & mask_b
     if mask.mean() < 0.1:  # people cover almost everything: no background left to compare
         mask = np.ones_like(mask)
     ssim = _ssim_map(_gray(a, size), _gray(b, size))
     return float(np.clip(ssim[mask].mean(), 0.0, 1.0))
 
 
-def background_consistency(generated: Image.Image, references: list[Image.Image]) -> float:
-    """How well ``generated`` matches the best of the real photos of its landmark and angle."""
+def background_consistency(generated: Image.Image, references: list[Image.Image],
+                           ref_masks: dict[int, np.ndarray] | None = None) -> float:
+    """How well ``generated`` matches the best of the real photos of its landmark and angle.
+
+    The person is detected once in ``generated`` and once per reference: ``ref_masks`` (by the
+    reference's id) keeps the references' masks for the caller's next image, while it holds them."""
     if not references:
         return float("nan")
-    return max(background_similarity(generated, ref) for ref in references)
+    size = (96, 96)
+    own = _person_mask(generated, size)
+    cache = {} if ref_masks is None else ref_masks
+    for ref in references:
+        if id(ref) not in cache:
+            cache[id(ref)] = _person_mask(ref, size)
+    return max(background_similarity(generated, ref, size, (own, cache[id(ref)])) for ref in references)
 
 
 def masked_similarity(image: Image.Image, reference: Image.Image, keep: np.ndarray) -> float:

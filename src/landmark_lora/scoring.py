@@ -135,8 +135,12 @@ def _references(params: Params) -> dict[tuple[str, str], list[Image.Image]]:
 
 
 def image_metrics(images: list[Image.Image], prompts: list[dict], refs,
-                  classifiers: dict[str, Calibrated] | None = None) -> dict[str, float | None]:
-    bg = [background_consistency(im, refs.get((p["landmark"], p["angle"]), [])) for im, p in zip(images, prompts, strict=False)]
+                  classifiers: dict[str, Calibrated] | None = None,
+                  ref_masks: dict[int, np.ndarray] | None = None) -> dict[str, float | None]:
+    """``ref_masks``: the references' background masks (metrics.background_consistency), kept across calls
+    on the same ``refs`` so each real photo's person is detected once."""
+    bg = [background_consistency(im, refs.get((p["landmark"], p["angle"]), []), ref_masks)
+          for im, p in zip(images, prompts, strict=False)]
     bg = [b for b in bg if not math.isnan(b)]
     labelled = [(im, p) for im, p in zip(images, prompts, strict=False) if p["shot"] != "unspecified"]
     shots = [classify_shot(im) for im, _ in labelled]
@@ -200,8 +204,12 @@ def clip_score(params: Params, images: list[Image.Image], prompts: list[dict]) -
     return float(100 * (img * txt).sum(-1).clamp(min=0).mean())
 
 
-def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None = None) -> tuple[dict, dict]:
+def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None = None,
+                  base_metrics: bool = True) -> tuple[dict, dict]:
     """Every metric for base and adapter on the current val data. Returns (metrics, images).
+
+    ``base_metrics=False`` (promote's rescoring of a champion: only the adapter's metrics are kept)
+    skips the base's held-out loss and image metrics; its images are still made (``output_change``).
 
     ``metrics["seconds"]``: wall time per part (``generate_base``, ``generate_adapter`` and, in
     composite mode, ``generate_composite`` are the generation loops; the rest is set-up and scoring),
@@ -218,13 +226,15 @@ def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None 
                             params.eval.min_calibration_photos)
     # fp32 (the toy-world base ships fp16), on the GPU when there is one
     pipe = clock.lap("pipeline_load", load_pipeline, base, device="auto")
-    base_loss = clock.lap("held_out_loss", held_out_loss, params, pipe)
+    base_loss = clock.lap("held_out_loss", held_out_loss, params, pipe) if base_metrics else {"eval_loss": None}
     base_images = clock.lap("generate_base", generate, pipe, prompts, params)
     clock.lap("pipeline_load", load_adapter, pipe, adapter_dir)  # LoRA and trained token embeddings, as serving loads them
     adapter_loss = clock.lap("held_out_loss", held_out_loss, params, pipe)
     adapter_images = clock.lap("generate_adapter", generate, pipe, prompts, params)
-    base_m = clock.lap("image_metrics", image_metrics, base_images, prompts, refs, classifiers)
-    adapter_m = clock.lap("image_metrics", image_metrics, adapter_images, prompts, refs, classifiers)
+    ref_masks: dict[int, np.ndarray] = {}  # refs outlive both calls: their ids stay theirs
+    base_m = (clock.lap("image_metrics", image_metrics, base_images, prompts, refs, classifiers, ref_masks)
+              if base_metrics else {})
+    adapter_m = clock.lap("image_metrics", image_metrics, adapter_images, prompts, refs, classifiers, ref_masks)
     change = float(np.mean([np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean() / 255.0
                             for a, b in zip(adapter_images, base_images, strict=False)])) if prompts else 0.0
     clip = clock.lap("clip_score", clip_score, params, adapter_images, prompts)

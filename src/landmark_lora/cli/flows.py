@@ -32,12 +32,20 @@ def cmd_run(params: Params, args: argparse.Namespace) -> int:
     from landmark_lora.retrain.prefect_api import PrefectStartupError, ensure_prefect_api
     from landmark_lora.retrain.report import print_outcome
 
+    loaded: list = []
+
+    def meanwhile() -> None:  # while the server boots (its own process): this one imports what the flow uses
+        loaded.append(load_retrain_flow())
+        import mlflow  # noqa: F401  (quick_skip found work: the flow's run-cache check and promote need it)
+
+        import landmark_lora.ops.promote  # noqa: F401
+
     try:  # migrated database, generous timeout, one retry: a busy machine must not stop the run
-        ensure_prefect_api("landmark-lora run")
+        ensure_prefect_api("landmark-lora run", meanwhile=meanwhile)
     except PrefectStartupError as err:
         print(err, file=sys.stderr)
         return EXIT_TEMPFAIL
-    retrain = load_retrain_flow()
+    retrain = loaded[0] if loaded else load_retrain_flow()
     state = retrain(force=args.force, min_new_photos=args.min_new_photos, workdir=".", params_path=args.params,
                     sample_if_empty=not args.no_sample, if_busy=args.if_busy, return_state=True)
     layout = Layout.of(params)

@@ -166,7 +166,7 @@ def rescore(params: Params, version, client) -> dict:
     pin_threads(params.eval.threads)
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="adapter", dst_path=tmp)
-        metrics, _ = score_adapter(params, Path(local))
+        metrics, _ = score_adapter(params, Path(local), base_metrics=False)  # the base's are evaluate's
     current = data_version(Layout.of(params))
     name = params.promotion.registered_model
     for k in METRIC_KEYS:

@@ -7,6 +7,7 @@
 Modules: errors (StageFailed, what is worth a retry), detect, intake (ingest + `dvc add`),
 dvc (`dvc repro` and its failure), cleanup (orphaned MLflow runs), outcome (the run's result),
 report (markdown) and report_html (offline page), flow (the Prefect flow), deploy (prefect.yaml,
-flow.serve), watcher (drop-folder events), prefect_api (a Prefect API that starts on a busy machine).
+flow.serve), watcher (drop-folder events), prefect_api (a Prefect API that starts on a busy machine),
+quickskip (`landmark-lora run` with nothing new: the skip report without starting Prefect).
 The DVC pipeline (dvc.yaml) stays the only DAG: nothing here runs a stage by itself.
 """

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -112,14 +113,49 @@ def _server_migrates_not() -> Iterator[None]:
         os.environ.pop(MIGRATE_SETTING, None)
 
 
-def ensure_prefect_api(command: str = "landmark-lora run", log: Callable[[str], None] | None = say) -> str | None:
+def _start(server, wait_s: float, meanwhile: Callable[[], object] | None) -> None:
+    """``server.start`` (a subprocess, then polling its health), with ``meanwhile`` run in this
+    thread while it boots: the server's imports take one core, this process's the other."""
+    if meanwhile is None:
+        server.start(timeout=wait_s)
+        return
+    failed: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            server.start(timeout=wait_s)
+        except BaseException as err:  # noqa: BLE001 - re-raised in the caller's thread below
+            failed.append(err)
+
+    thread = threading.Thread(target=start, name="prefect-server-start", daemon=True)
+    thread.start()
+    try:
+        meanwhile()
+    except Exception as err:  # the caller's own failure, not the server's: not worth a retry
+        raise _MeanwhileFailed() from err
+    finally:
+        thread.join()
+    if failed:
+        raise failed[0]
+
+
+class _MeanwhileFailed(Exception):
+    """``meanwhile`` raised (its error is the cause)."""
+
+
+def ensure_prefect_api(command: str = "landmark-lora run", log: Callable[[str], None] | None = say,
+                       meanwhile: Callable[[], object] | None = None) -> str | None:
     """Start the ephemeral Prefect server for this process unless PREFECT_API_URL is set.
 
+    ``meanwhile``: work of this process (imports the flow will need) to do while the server boots
+    (run once, on the first attempt; also when no server is started).
     Returns the API URL of the server it started (None when a server is configured, or
     ephemeral mode is off and Prefect will say so itself). Raises PrefectStartupError."""
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE
 
     if PREFECT_API_URL.value() or not PREFECT_SERVER_ALLOW_EPHEMERAL_MODE.value():
+        if meanwhile is not None:
+            meanwhile()
         return None
     from prefect.server.api.server import SubprocessASGIServer
 
@@ -133,14 +169,19 @@ def ensure_prefect_api(command: str = "landmark-lora run", log: Callable[[str], 
         wait_s = timeout * attempt
         server = SubprocessASGIServer()  # the per-process instance the flow will use
         if server.running:
+            if meanwhile is not None:
+                meanwhile()
             return server.api_url
         t0 = time.monotonic()
         try:
             with _server_migrates_not():
-                server.start(timeout=wait_s)
+                _start(server, wait_s, meanwhile)
             return server.api_url
+        except _MeanwhileFailed as err:
+            raise err.__cause__ from None  # type: ignore[misc]
         except Exception as err:  # Prefect raises RuntimeError("Timed out while attempting ...")
             server.stop()  # a timed-out start leaves its process running: end it before retrying
+            meanwhile = None  # done on the first attempt (or it raised: then it raises again below, unhidden)
             errors.append(f"attempt {attempt}: {type(err).__name__}: {str(err)[:300]} ({time.monotonic() - t0:.0f} s)")
             if log and attempt < ATTEMPTS:
                 log(f"{command}: the temporary Prefect server did not start within {wait_s} s "

@@ -213,10 +213,9 @@ def run_gx(
             (LANDMARK_SUITE, "landmarks", landmarks, "landmark"),
         ):
             batch = source.add_dataframe_asset(asset_name).add_batch_definition_whole_dataframe("all")
-            suite = context.suites.add(gxm.ExpectationSuite(name=suite_name))
-            for check in checks:
-                if check.suite == suite_name:
-                    suite.add_expectation(check.expectation)
+            # the whole suite in one save: add_expectation on a stored suite rewrites it each time (seconds)
+            suite = context.suites.add(gxm.ExpectationSuite(
+                name=suite_name, expectations=[c.expectation for c in checks if c.suite == suite_name]))
             definition = context.validation_definitions.add(
                 gxm.ValidationDefinition(name=suite_name, data=batch, suite=suite)
             )
