@@ -24,7 +24,7 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "landmark_lora"
 BOTTOM = {"config", "artifacts", "fsutil", "locking", "rawtable", "logs", "env", "exitcodes", "labels", "events", "parallel"}
 DOMAIN = {"catalogue", "caption_fit", "classifier", "metrics", "imaging", "tracking", "registry", "serving",
           "serving_model", "diffusion", "synthetic", "toyworld", "scoring", "validation", "plates",
-          "composite"}
+          "composite", "readers"}
 LAYERS = {**{m: 0 for m in BOTTOM}, **{m: 1 for m in DOMAIN}, "stages": 2, "ops": 2, "retrain": 3, "cli": 4}
 
 # Files allowed over the size limits, and why (the README's repository map repeats these).

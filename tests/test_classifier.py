@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 from sample_photos import render_small_set, write_processed_set
 
 from landmark_lora.classifier import (
@@ -130,5 +130,33 @@ def test_unreadable_photo_names_the_metadata_line(tmp_path, photos):
 
 
 def test_unknown_task_is_a_clear_error(photos):
-    with pytest.raises(KeyError, match="unknown task 'shot'"):
-        fit_label_classifier("shot", [photos[0][0]], ["wide"])
+    with pytest.raises(KeyError, match="unknown task 'mood'"):
+        fit_label_classifier("mood", [photos[0][0]], ["happy"])
+
+
+def test_shot_is_read_from_held_out_real_photos(photos):
+    """The framing (close-up ... wide) from the centre's layout: what eval.shot_reader's classifier reads."""
+    train, held = _split(photos)
+    clf = fit_label_classifier("shot", [im for im, _ in train], [lab["shot"] for _, lab in train])
+    assert clf.classes == ["close_up", "full_body", "thigh_up", "upper_body", "wide"]
+    assert clf.accuracy([im for im, _ in held], [lab["shot"] for _, lab in held]) >= 0.8
+    assert clf.accuracy(_noise(50), [clf.classes[i % 5] for i in range(50)]) <= clf.chance + 0.2
+
+
+def _blur(images):
+    return [im.filter(ImageFilter.GaussianBlur(1.5)) for im in images]
+
+
+def test_roundtrip_trains_on_both_and_calibrates_on_the_round_trips(processed):
+    """With a round trip (evaluate: the base's VAE), calibration is read on the val photos' round trips and
+    the sharp photos' accuracy kept beside it; a round trip that destroys the photos refuses the metric."""
+    blurred = calibrated_classifiers(processed, 0.6, 10, tasks=("landmark",), roundtrip=_blur)["landmark"]
+    assert blurred.usable and blurred.classifier.train_photos == 2 * 75  # the photos and their round trips
+    assert blurred.classifier.calibration >= 0.9 and blurred.classifier.calibration_sharp >= 0.9
+
+    def destroy(images):
+        return _noise(len(images), seed=len(images))
+
+    ruined = calibrated_classifiers(processed, 0.6, 10, tasks=("landmark",), roundtrip=destroy)["landmark"]
+    assert not ruined.usable and "VAE round trips of the real val photos" in ruined.status
+    assert ruined.classifier.calibration_sharp >= 0.9  # the sharp photos are still read: the round trip is at fault

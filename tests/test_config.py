@@ -18,13 +18,13 @@ def test_shipped_params_load_with_defaults_matching():
     # the shipped file and the code defaults agree, so deleting a key changes nothing; the deliberate
     # differences: `make run` trains longer on the toy-world base, code and tests use the fast tiny one
     assert params.model.base == "toyworld" and parse_params({}).model.base == "tiny"
-    # and the LoRA recipe that learns the landmarks on it (docs/results.md)
+    # and the LoRA recipe that learns the landmarks on it, and classifiers that see its VAE (docs/results.md)
     default_run = {"model": {"base": "toyworld"},
                    "lora": {"rank": 16, "alpha": 16.0, "text_encoder": True,
                             "targets": ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out",
                                         "ff.net.0.proj", "ff.net.2"]},
                    "train": {"max_steps": 500, "learning_rate": 0.005, "eval_every": 50, "checkpoint_every": 50},
-                   "eval": {"max_prompts": 25}}
+                   "eval": {"max_prompts": 25, "classifier_vae_roundtrip": True}}
     assert params == parse_params(default_run)
 
 

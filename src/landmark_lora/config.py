@@ -130,18 +130,10 @@ class CaptionConfig(_Section):
         "{description}",
         "{caption}",
     )
-    shot_words: dict[str, str] = {
-        "close_up": "close-up shot",
-        "upper_body": "upper-body shot",
-        "thigh_up": "thigh-up shot",
-        "full_body": "full-body shot",
-        "wide": "wide shot",
-    }
-    angle_words: dict[str, str] = {
-        "eye_level": "eye-level angle",
-        "low_angle": "low-angle shot from below",
-        "high_angle": "high-angle shot from above",
-    }
+    shot_words: dict[str, str] = {"close_up": "close-up shot", "upper_body": "upper-body shot",
+                                  "thigh_up": "thigh-up shot", "full_body": "full-body shot", "wide": "wide shot"}
+    angle_words: dict[str, str] = {"eye_level": "eye-level angle", "low_angle": "low-angle shot from below",
+                                   "high_angle": "high-angle shot from above"}
 
 
 class ModelConfig(_Section):
@@ -223,6 +215,12 @@ class EvalConfig(_Section):
     # val photos at least this well (share right), from at least this many of them; above 1 = never.
     min_calibration: float = Field(0.6, ge=0.0)
     min_calibration_photos: int = Field(10, ge=1)
+    # Classifiers also trained on the train photos' round trips through the base's VAE, calibrated on the val
+    # photos' (generations all come out of that decoder). Off in code: the tiny test base's VAE is random.
+    classifier_vae_roundtrip: bool = False
+    # shot_agreement's reader: detector (OpenCV), classifier (offline, calibrated), auto = the one that reads
+    # the real val photos better (scoring.choose_shot_reader)
+    shot_reader: Literal["auto", "detector", "classifier"] = "auto"
     # torch threads while scoring (evaluate, promote's rescoring); null = torch's default
     threads: int | None = Field(1, ge=1, le=1024)
     composite: bool = True  # also score composite mode (person inpainted on a real plate) beside text-to-image

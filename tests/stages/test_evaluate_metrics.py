@@ -13,6 +13,7 @@ from sample_photos import render_small_set, write_processed_set
 
 from landmark_lora.classifier import calibrated_classifiers
 from landmark_lora.config import parse_params
+from landmark_lora.readers import choose_shot_reader
 from landmark_lora.scoring import image_metrics
 
 LANDMARKS = ("gyeongbokgung", "haeundae_beach", "n_seoul_tower")
@@ -119,3 +120,24 @@ def test_refused_metrics_are_none_and_their_calibration_still_shown(photos, tmp_
     prompts = [{"landmark": "gyeongbokgung", "angle": "eye_level", "shot": "wide", "pose": "waving"}]
     m = image_metrics([photos[0][0]], prompts, {}, cal)
     assert m["landmark_accuracy"] is None and m["angle_accuracy"] is None and m["pose_accuracy"] is None
+
+
+def test_shot_reader_is_the_one_that_reads_real_val_photos_better(photos, tmp_path):
+    """auto picks the calibrated classifier when it reads the real val photos (at the generation size) better
+    than the detectors, and shot_agreement then follows the classifier; a refused classifier gives no number."""
+    write_processed_set(tmp_path, photos)
+    shot = calibrated_classifiers(tmp_path, 0.6, 10, tasks=("shot",))["shot"]
+    val = [(im, lab["shot"]) for im, lab in photos if lab["k"] == 1][::5]  # 15 photos: the detectors are slow
+    auto = choose_shot_reader("auto", shot, val)
+    assert auto.readers["classifier"] >= 0.9 > auto.readers["detector"]
+    assert auto.name == "classifier" and auto.calibration == auto.readers["classifier"]
+    assert choose_shot_reader("detector", shot, val).name == "detector"
+    prompts = [{"landmark": "gyeongbokgung", "angle": "eye_level", "shot": s, "pose": "waving"} for _, s in val]
+    real = image_metrics([im for im, _ in val], prompts, {}, {}, auto)
+    noise = image_metrics([_noise(im.size, i) for i, (im, _) in enumerate(val)], prompts, {}, {}, auto)
+    assert real["shot_agreement"] >= 0.9 and noise["shot_agreement"] <= 0.5
+    refused = calibrated_classifiers(tmp_path, 1.01, 10, tasks=("shot",))["shot"]
+    assert choose_shot_reader("auto", refused, val).name == "detector"
+    explicit = choose_shot_reader("classifier", refused, val)
+    assert explicit.status.startswith("skipped: calibration")
+    assert image_metrics([val[0][0]], prompts[:1], {}, {}, explicit)["shot_agreement"] is None

@@ -74,28 +74,33 @@ def cmd_train(params: Params, args: argparse.Namespace) -> int:
     return launch(params, argv)
 
 
+def _num(x: float | None) -> str:
+    return f"{x:.2f}" if x is not None else "skipped"
+
+
 def cmd_evaluate(params: Params, args: argparse.Namespace) -> int:
     from landmark_lora.stages.evaluate import evaluate
 
     m = evaluate(params)
     print(f"evaluate: eval_loss {m['eval_loss']:.4f} (base {m['base']['eval_loss']:.4f}), background_consistency "
           f"{m['background_consistency']:.3f} (base {m['base']['background_consistency']:.3f}), shot_agreement "
-          f"{m['shot_agreement']:.2f} (base {m['base']['shot_agreement']:.2f}), clip_score: "
+          f"{_num(m['shot_agreement'])} (base {_num(m['base']['shot_agreement'])}; "
+          f"{(m.get('shot_reader') or {}).get('reader', 'detector')}), clip_score: "
           f"{m['clip_score'] if m['clip_score'] is not None else m['clip_score_status']} "
           f"-> {Layout.of(params).eval_json}")
     section = m.get("composite") or {}
     if section.get("status") == "computed":
         c, t = section["composite"], section["t2i"]
         print(f"  composite on {section['prompts']} prompts: background_consistency {c['background_consistency']:.3f} "
-              f"(text-to-image {t['background_consistency']:.3f}), shot_agreement {c['shot_agreement']:.2f} "
-              f"(text-to-image {t['shot_agreement']:.2f}), seam score {c['seam_score']:.2f} "
+              f"(text-to-image {t['background_consistency']:.3f}), shot_agreement {_num(c['shot_agreement'])} "
+              f"(text-to-image {_num(t['shot_agreement'])}), seam score {c['seam_score']:.2f} "
               f"(real photos {section.get('real_seam_score') or float('nan'):.2f})")
     elif section:
         print(f"  composite: {section.get('status')}")
     for name in ("landmark_accuracy", "angle_accuracy", "pose_accuracy"):
         if m.get(name) is not None:
             print(f"  {name} {m[name]:.2f} (base {m['base'][name]:.2f}; "
-                  f"calibration on real val photos {m[name + '_calibration']:.2f})")
+                  f"calibration {m[name + '_calibration']:.2f})")
         elif str(m.get(name + "_status", "")).startswith("skipped"):
             print(f"  {name}: {m[name + '_status']}")
     return 0
