@@ -168,9 +168,32 @@ def test_split_is_stratified_and_deterministic():
             assert len(vals) == 2  # exactly 20% of every stratum
 
 
-def test_small_strata_still_get_a_val_photo():
-    rows = [{"file": f"x{i}", "landmark": "a", "shot": "wide", "seq": i, "sha256": str(i)} for i in range(1, 4)]
-    assert sorted(pp.assign_splits(rows, 0.2).values()) == ["train", "train", "val"]
+def test_a_stratum_of_one_over_val_fraction_photos_has_exactly_one_val_photo():
+    for shot in ("close_up", "upper_body", "thigh_up", "full_body", "wide", "unspecified"):
+        rows = [{"file": f"x{i}", "landmark": "a", "shot": shot, "seq": i, "sha256": str(i)} for i in range(1, 6)]
+        assert sorted(pp.assign_splits(rows, 0.2).values()) == ["train"] * 4 + ["val"], shot
+
+
+def test_photos_arriving_grouped_by_camera_angle_still_put_every_angle_into_val():
+    # A photographer shoots every framing at one spot, then moves: ingest order groups the angles
+    # (the sample set's file names do the same). One sampling start for all strata put the 3rd
+    # photo of each (landmark, shot), always high-angle, into val; the per-shot starts spread it.
+    angles = ("eye_level", "high_angle", "low_angle")
+    shots = ("close_up", "upper_body", "thigh_up", "full_body", "wide")
+    rows, angle_of = [], {}
+    for lm in ("a", "b"):
+        for angle in angles:
+            for shot in shots:
+                for k in range(2):
+                    name = f"{lm}_{angle}_{shot}_{k}"
+                    angle_of[name] = angle
+                    rows.append({"file": name, "landmark": lm, "shot": shot, "seq": len(rows), "sha256": name})
+    splits = pp.assign_splits(rows, 0.2)
+    for lm in ("a", "b"):
+        val_angles = [angle_of[f] for f, sp in splits.items() if sp == "val" and f.startswith(lm)]
+        assert set(val_angles) == set(angles), val_angles
+        assert max(val_angles.count(a) for a in angles) - min(val_angles.count(a) for a in angles) <= 1
+    assert 0.15 <= list(splits.values()).count("val") / len(rows) <= 0.25
 
 
 def test_split_of_existing_photos_never_changes_when_photos_are_added():

@@ -25,8 +25,11 @@ sha256 and the knobs that change the pixels, so adding k photos to n costs about
 written atomically (``landmark_lora.fsutil``); an entry that cannot be read back whole (a partial
 file from an older version, a damaged disk) counts as a miss and is written again.
 
-Splits are stratified by (landmark, shot) and assigned in ingest order: the i-th photo of a
-stratum goes to val when round(i * val_fraction) steps up. New photos only append to a
+Splits are stratified by (landmark, shot) and assigned in ingest order, by systematic sampling:
+the i-th photo of a stratum goes to val when floor(i * val_fraction + start) steps up. Each shot
+type's stratum has its own start (golden-ratio spaced), because photos arrive grouped by camera
+spot (all eye-level shots, then the high ones...): with one start for all, every stratum's val
+photo came from the same spot, and val held one camera angle. New photos only append to a
 stratum, so no photo ever changes split when others are added.
 """
 
@@ -52,7 +55,7 @@ from landmark_lora.artifacts import (
     write_records,
 )
 from landmark_lora.caption_fit import check_captions
-from landmark_lora.catalogue import BACKGROUND, UNSPECIFIED, Landmark, render_caption
+from landmark_lora.catalogue import BACKGROUND, SHOTS, UNSPECIFIED, Landmark, render_caption
 from landmark_lora.config import DataConfig, Params
 from landmark_lora.imaging import Box, detect_person, exif_orientation, load_rgb
 from landmark_lora.logs import get_logger
@@ -155,6 +158,15 @@ def _detect(image: Image.Image) -> tuple[Box | None, Box | None]:
 # ---------------------------------------------------------------- splits
 
 
+GOLDEN = (math.sqrt(5) - 1) / 2  # successive multiples mod 1 spread as evenly as any sequence can
+
+
+def sampling_start(shot: str) -> float:
+    """The stratum's start in [0, 1): 0.5 (round to nearest) for the first shot type, then golden-ratio steps."""
+    k = SHOTS.index(shot) if shot in SHOTS else len(SHOTS)
+    return (0.5 + k * GOLDEN) % 1.0
+
+
 def assign_splits(rows: list[dict], val_fraction: float) -> dict[str, str]:
     """file -> 'train' | 'val', stratified by (landmark, shot), stable as photos are added."""
     seen: dict[tuple[str, str], int] = {}
@@ -162,7 +174,8 @@ def assign_splits(rows: list[dict], val_fraction: float) -> dict[str, str]:
     for row in sorted(rows, key=lambda r: (r["seq"], r["sha256"])):
         key = (row["landmark"], row["shot"])
         i = seen[key] = seen.get(key, 0) + 1
-        steps_up = math.floor(i * val_fraction + 0.5) > math.floor((i - 1) * val_fraction + 0.5)
+        start = sampling_start(row["shot"])
+        steps_up = math.floor(i * val_fraction + start) > math.floor((i - 1) * val_fraction + start)
         out[row["file"]] = "val" if steps_up else "train"
     return out
 
