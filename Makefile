@@ -73,7 +73,7 @@ bench-data: install
 # docs/benchmarks.md). The script is never vendored nor fetched here: get it once at the commit the
 # comparison names, e.g. git clone https://github.com/huggingface/diffusers && git -C diffusers
 # checkout 58eb52c080, then REFERENCE_SCRIPT=diffusers/examples/text_to_image/train_text_to_image_lora.py.
-# It needs `datasets` (the bench extra, installed here from the package index). About 3 minutes on 2 cores.
+# It needs `datasets` (the bench extra, installed here from the package index). About 5 minutes on 2 loaded cores.
 REFERENCE_SCRIPT ?=
 bench-reference: install
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[bench]"

@@ -28,7 +28,7 @@ the same steps over the main thread's CPU time (``time.thread_time``; one torch 
 loader workers, so the step's work is on that thread), which a loaded machine inflates far less
 than wall time.
 
-The reference imports torchvision, whose wheels in the package index do not load beside torch
+The reference imports torchvision, whose newest wheel in the package index (0.29.1) does not load beside torch
 2.13.0+cpu; its process gets ``tools/reference_transforms.py`` (a minimal ``torchvision.transforms``)
 registered as ``torchvision.transforms`` (``use_transforms_shim``); nothing else ever sees it. It
 needs ``datasets`` (the ``bench`` extra: ``pip install -e ".[bench]"``).

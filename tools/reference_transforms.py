@@ -1,7 +1,7 @@
 """A stand-in for the few ``torchvision.transforms`` that diffusers' reference LoRA script uses.
 
-Not torchvision, never installed and never imported by the project: the torchvision wheels in the
-package index do not load beside torch 2.13.0+cpu (``operator torchvision::nms does not exist``), so
+Not torchvision, never installed and never imported by the project: the torchvision 0.29.1 wheel in the
+package index does not load beside torch 2.13.0+cpu (``operator torchvision::nms does not exist``), so
 ``tools.bench_reference`` registers this module as ``torchvision.transforms`` in the reference
 script's benchmark process only, after transformers, peft and diffusers have been imported (so they
 still see no torchvision and keep their PIL code paths). It covers what
