@@ -142,7 +142,7 @@ def _references(params: Params) -> dict[tuple[str, str], list[Image.Image]]:
 
 
 def image_metrics(images: list[Image.Image], prompts: list[dict], refs,
-                  classifiers: dict[str, Calibrated] | None = None,
+                  classifiers: dict[str, Calibrated] | None = None, *,
                   ref_masks: dict[int, np.ndarray] | None = None,
                   shot_reader: ShotReader | None = None) -> dict[str, float | None]:
     """``ref_masks``: the references' background masks (metrics.background_consistency), kept across calls
@@ -246,9 +246,11 @@ def score_adapter(params: Params, adapter_dir: Path, prompts: list[dict] | None 
     adapter_loss = clock.lap("held_out_loss", held_out_loss, params, pipe)
     adapter_images = clock.lap("generate_adapter", generate, pipe, prompts, params)
     ref_masks: dict[int, np.ndarray] = {}  # refs outlive both calls: their ids stay theirs
-    base_m = (clock.lap("image_metrics", image_metrics, base_images, prompts, refs, classifiers, ref_masks, reader)
+    base_m = (clock.lap("image_metrics", image_metrics, base_images, prompts, refs, classifiers,
+                         ref_masks=ref_masks, shot_reader=reader)
               if base_metrics else {})
-    adapter_m = clock.lap("image_metrics", image_metrics, adapter_images, prompts, refs, classifiers, ref_masks, reader)
+    adapter_m = clock.lap("image_metrics", image_metrics, adapter_images, prompts, refs, classifiers,
+                          ref_masks=ref_masks, shot_reader=reader)
     change = float(np.mean([np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean() / 255.0
                             for a, b in zip(adapter_images, base_images, strict=False)])) if prompts else 0.0
     clip = clock.lap("clip_score", clip_score, params, adapter_images, prompts)

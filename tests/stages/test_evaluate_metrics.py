@@ -133,11 +133,11 @@ def test_shot_reader_is_the_one_that_reads_real_val_photos_better(photos, tmp_pa
     assert auto.name == "classifier" and auto.calibration == auto.readers["classifier"]
     assert choose_shot_reader("detector", shot, val).name == "detector"
     prompts = [{"landmark": "gyeongbokgung", "angle": "eye_level", "shot": s, "pose": "waving"} for _, s in val]
-    real = image_metrics([im for im, _ in val], prompts, {}, {}, auto)
-    noise = image_metrics([_noise(im.size, i) for i, (im, _) in enumerate(val)], prompts, {}, {}, auto)
+    real = image_metrics([im for im, _ in val], prompts, {}, {}, shot_reader=auto)
+    noise = image_metrics([_noise(im.size, i) for i, (im, _) in enumerate(val)], prompts, {}, {}, shot_reader=auto)
     assert real["shot_agreement"] >= 0.9 and noise["shot_agreement"] <= 0.5
     refused = calibrated_classifiers(tmp_path, 1.01, 10, tasks=("shot",))["shot"]
     assert choose_shot_reader("auto", refused, val).name == "detector"
     explicit = choose_shot_reader("classifier", refused, val)
     assert explicit.status.startswith("skipped: calibration")
-    assert image_metrics([val[0][0]], prompts[:1], {}, {}, explicit)["shot_agreement"] is None
+    assert image_metrics([val[0][0]], prompts[:1], {}, {}, shot_reader=explicit)["shot_agreement"] is None
