@@ -206,7 +206,7 @@ def write_tables(report: dict, doc: Path) -> None:
              for p in phases]
     write_block(doc, "nightly", rows)
     if report.get("profile"):
-        cols = HEAVY[:8]
+        cols = ("torch", "diffusers", "peft", "transformers", "great_expectations", "mlflow", "prefect", "pandas")
         prof = ["| command (python -X importtime) | wall (s) | all imports (s) | " + " | ".join(cols) + " |",
                 "|---|---|---|" + "---|" * len(cols)]
         prof += [f"| `{p['command']}` | {p['wall_s']:.1f} | {p['imports_s']:.1f} | "
