@@ -176,7 +176,7 @@ def _child(mode: str, script: Path, ws: Path, steps: int, resolution: int, threa
 
     env = venv_env()
     env["OMP_NUM_THREADS"] = str(threads)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [env["PYTHONPATH"]] * bool(env.get("PYTHONPATH")))
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     if mode == "reference":
         cmd = [sys.executable, "-m", "tools.bench_reference", "--inner-reference", "--script", str(script),
                "--steps", str(steps), "--resolution", str(resolution), "--threads", str(threads)]
