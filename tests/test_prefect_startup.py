@@ -129,6 +129,7 @@ def test_meanwhile_runs_while_the_server_boots_and_its_own_error_is_not_retried(
     import time
 
     import prefect.server.api.server as server_module
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE, temporary_settings
 
     from landmark_lora.retrain import prefect_api
 
@@ -149,14 +150,17 @@ def test_meanwhile_runs_while_the_server_boots_and_its_own_error_is_not_retried(
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     monkeypatch.setattr(server_module, "SubprocessASGIServer", FakeServer)
     monkeypatch.setattr(prefect_api, "migrate_once", lambda: False)
-    seen = []
-    assert prefect_api.ensure_prefect_api(meanwhile=lambda: seen.append(booting.wait(5))) == FakeServer.api_url
-    assert seen == [True] and len(starts) == 1  # it ran while start() was under way
+    # A session-wide Prefect test server (tests/flows) sets PREFECT_API_URL in the settings of this
+    # worker process, not in its environment: clear it, or ensure_prefect_api rightly starts nothing.
+    with temporary_settings(restore_defaults={PREFECT_API_URL}, updates={PREFECT_SERVER_ALLOW_EPHEMERAL_MODE: True}):
+        seen = []
+        assert prefect_api.ensure_prefect_api(meanwhile=lambda: seen.append(booting.wait(5))) == FakeServer.api_url
+        assert seen == [True] and len(starts) == 1  # it ran while start() was under way
 
-    def broken():
-        raise ImportError("the flow module is broken")
+        def broken():
+            raise ImportError("the flow module is broken")
 
-    starts.clear()
-    with pytest.raises(ImportError, match="flow module is broken"):
-        prefect_api.ensure_prefect_api(meanwhile=broken)
-    assert len(starts) == 1  # no second attempt: the server was fine
+        starts.clear()
+        with pytest.raises(ImportError, match="flow module is broken"):
+            prefect_api.ensure_prefect_api(meanwhile=broken)
+        assert len(starts) == 1  # no second attempt: the server was fine
