@@ -186,6 +186,23 @@ def test_batch_plan_is_a_pure_function_of_step():
         assert len(plan_a.batch(m, 0)) == 2
 
 
+def test_caption_dropout_replays_whatever_else_draws_from_random():
+    """A resumed run drops the same captions even when another thread used the process-wide ``random``."""
+    import random
+
+    from landmark_lora.diffusion.loss import Split
+    from landmark_lora.diffusion.trainer import BatchPlan
+
+    plan = BatchPlan(Split([{"width": 64, "height": 64}] * 8), per_rank=4, world=2, seed=3)
+    first = [plan.dropped(m, r, 0.5) for m in range(30) for r in range(2)]
+    random.seed(0)
+    random.random()  # what a server's retry jitter would do between checkpoint and resume
+    assert [plan.dropped(m, r, 0.5) for m in range(30) for r in range(2)] == first
+    assert 0.3 < sum(map(sum, first)) / (30 * 2 * 4) < 0.7  # the rate is kept
+    assert plan.dropped(0, 0, 0.5) != plan.dropped(0, 1, 0.5) or plan.dropped(1, 0, 0.5) != plan.dropped(1, 1, 0.5)
+    assert not any(map(any, (plan.dropped(m, 0, 0.0) for m in range(30))))
+
+
 # ---------------------------------------------------------------- processes
 
 

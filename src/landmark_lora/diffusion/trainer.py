@@ -77,6 +77,15 @@ class BatchPlan:
         full = self._epoch(epoch)[pos]
         return full[rank * self.per_rank:(rank + 1) * self.per_rank]
 
+    def dropped(self, micro: int, rank: int, rate: float) -> list[bool]:
+        """Which captions of that batch become the empty prompt, as a pure function of (seed, micro, rank).
+
+        Not the process-wide ``random``: another thread drawing from it (a server's retry jitter, say)
+        would change which captions drop and break the exact replay of a resumed run.
+        """
+        rng = random.Random((self.seed * 1_000_003 + micro) * 65_537 + rank)
+        return [rng.random() < rate for _ in range(self.per_rank)]
+
 
 def load_data(params: Params, layout: Layout, fingerprint: str) -> tuple[Split, Split, str]:
     """(train, val, run data identity). The identity is the hash of what the steps read: the latent
@@ -316,8 +325,9 @@ def _optimiser_step(s: Session, plan: BatchPlan, enc: Encoder, step: int) -> flo
     device = acc.device
     total = torch.zeros((), device=device)
     for micro in range(cfg.grad_accum):
-        idx = plan.batch((step - 1) * cfg.grad_accum + micro, acc.process_index)
-        drop = [random.random() < cfg.caption_dropout for _ in idx]
+        m = (step - 1) * cfg.grad_accum + micro
+        idx = plan.batch(m, acc.process_index)
+        drop = plan.dropped(m, acc.process_index, cfg.caption_dropout)[:len(idx)]
         latents = enc.latents(idx, sample=True)
         text = enc.text(idx, drop)
         noise = torch.randn_like(latents)
