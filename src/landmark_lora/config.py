@@ -169,6 +169,8 @@ class LoraConfig(_Section):
 class TrainConfig(_Section):
     max_steps: int = Field(30, ge=1)
     learning_rate: float = Field(1e-3, gt=0, le=10)
+    # The text encoder's LoRA at its own rate (the UNet's is learning_rate); null = learning_rate.
+    text_encoder_lr: float | None = Field(None, gt=0, le=10)
     batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
     num_processes: int = Field(1, ge=1, le=1024)

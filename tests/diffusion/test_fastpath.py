@@ -55,3 +55,19 @@ def test_fast_path_trains_bit_identically(tiny_base):
     assert all(torch.equal(a, b) for a, b in zip(fast_weights, slow_weights, strict=True))
     proc = next(m.processor for m in unet.modules() if getattr(m, "processor", None) is not None)
     assert "encoder_hidden_states" in inspect.signature(proc.__call__).parameters
+
+
+
+def test_text_encoder_lr_gives_the_text_encoders_lora_its_own_rate(tiny_base):
+    for text_lr in (None, 5e-3):
+        parts = load_components(tiny_base, unet=True, text=True)
+        params = parse_params({"train": {"learning_rate": 1e-3, "warmup_steps": 0, "text_encoder_lr": text_lr},
+                               "lora": {"text_encoder": True}})
+        trainable = add_lora(parts, params)
+        text_ids = {id(p) for p in parts.text_encoder.parameters()}
+        opt, _ = make_optimizer(trainable, params.train, torch.device("cpu"), text_params=parts.text_encoder.parameters())
+        rate = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+        assert sorted(rate) == sorted(id(p) for p in trainable)  # every LoRA tensor once
+        assert any(i in text_ids for i in rate) and any(i not in text_ids for i in rate)
+        for i, lr in rate.items():
+            assert lr == (text_lr if text_lr and i in text_ids else 1e-3)

@@ -7,9 +7,8 @@
     start = trainer.resume(session, run_dir)       # step 0, or the newest complete checkpoint
     done = trainer.train_steps(session, start, run_dir, run_id, bar, log_metrics=None)
 
-The train stage (``landmark-lora train``) drives this and writes the adapter and the reports.
-Checkpoints (``checkpoint-<step>``: LoRA weights, optimiser, scheduler and every rank's RNG) are
-atomic (``diffusion.checkpoints``).
+The train stage (``landmark-lora train``) drives this and writes the adapter and the reports. Checkpoints
+(``checkpoint-<step>``: LoRA weights, optimiser, scheduler, every rank's RNG) are atomic (``diffusion.checkpoints``).
 ``BatchPlan`` makes batch m a pure function of (seed, m), so a resumed run replays exactly the
 batches an uninterrupted one would have seen. Only rank 0 evaluates, logs and writes checkpoints.
 """
@@ -47,9 +46,8 @@ log = get_logger(__name__)
 class BatchPlan:
     """Deterministic bucketed batches: micro-batch m of the whole run, for any rank.
 
-    Each batch comes from one bucket (same shape). A bucket smaller than a batch wraps around.
-    Because batch m is a pure function of (seed, m), resuming at any step replays exactly the
-    batches an uninterrupted run would have seen.
+    Each batch comes from one bucket (same shape). A bucket smaller than a batch wraps around. Batch m is
+    a pure function of (seed, m): resuming at any step replays the batches an uninterrupted run would see.
     """
 
     def __init__(self, split: Split, per_rank: int, world: int, seed: int):
@@ -186,18 +184,21 @@ def add_lora(parts: Components, params: Params) -> list:
     return trainable
 
 
-def make_optimizer(trainable: list, cfg, device: torch.device, embeddings=None, embedding_lr: float = 0.0):
-    """AdamW over the LoRA tensors, plus the token-embedding table (its own lr, no weight decay, so
-    its masked rows never move) when given; cosine decay with warm-up."""
+def make_optimizer(trainable: list, cfg, device: torch.device, embeddings=None, embedding_lr: float = 0.0,
+                   text_params=None):
+    """AdamW over the LoRA tensors (those in ``text_params`` at ``cfg.text_encoder_lr`` when set), plus the
+    token-embedding table (own lr, no weight decay: its masked rows never move); cosine decay, warm-up."""
     from diffusers.optimization import get_scheduler
 
-    groups = [{"params": trainable}]
+    text_ids = {id(p) for p in text_params or ()} if cfg.text_encoder_lr is not None else set()
+    groups = [{"params": [p for p in trainable if id(p) not in text_ids]}]
+    if text_ids:
+        groups.append({"params": [p for p in trainable if id(p) in text_ids], "lr": cfg.text_encoder_lr})
     if embeddings is not None:
         groups.append({"params": [embeddings], "lr": embedding_lr, "weight_decay": 0.0})
+    # fused kernels on CUDA; multi-tensor (foreach) elsewhere: the per-tensor loop costs ~3 ms a step
     optimizer = torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
-                                  weight_decay=cfg.weight_decay,
-                                  # fused kernels on CUDA; multi-tensor (foreach) elsewhere: the
-                                  # per-tensor loop costs ~3 ms a step on the tiny model's many LoRA tensors
+                                  weight_decay=cfg.weight_decay,  # on the tiny model's many LoRA tensors
                                   fused=device.type == "cuda", foreach=None if device.type == "cuda" else True)
     lr_scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=cfg.warmup_steps,
                                  num_training_steps=cfg.max_steps)
@@ -272,7 +273,8 @@ def setup(params: Params, layout: Layout) -> Session:
     if cfg.gradient_checkpointing:
         parts.unet.enable_gradient_checkpointing()
     parts.unet.train()
-    optimizer, lr_scheduler = make_optimizer(trainable, cfg, accelerator.device, table, params.lora.token_embedding_lr)
+    optimizer, lr_scheduler = make_optimizer(trainable, cfg, accelerator.device, table, params.lora.token_embedding_lr,
+                                             parts.text_encoder.parameters() if params.lora.text_encoder else None)
     prepared = accelerator.prepare(*([parts.unet] + ([parts.text_encoder] if text_live else [])), optimizer)
     accelerator.register_for_checkpointing(lr_scheduler)
     register_lora_hooks(accelerator, token_ids)
