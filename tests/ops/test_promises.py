@@ -235,6 +235,7 @@ def story(base_ws, tmp_path_factory):
         out["b_adapter"] = _adapter_copy(keep / "b")
         out["b_report"] = promote(longer)
 
+        out["b_data_version"] = _client().get_model_version(NAME, out["b_report"]["champion"]).tags["data_version"]
         write_processed(Path("."), n_train=8, n_val=3)  # new photos: a new data version
         cache_latents(params)
         run_training(params)
@@ -323,6 +324,9 @@ def test_rescored_champion_is_judged_by_its_new_numbers(in_story):
     assert f"vs champion {fresh:.5f}" in c["checks"][0]  # the decision used the new number
     tags = _client().get_model_version(NAME, prev["version"]).tags
     assert float(tags["eval_loss"]) == pytest.approx(fresh, rel=1e-5)
+    # both were judged on the same (new) data: the champion's tags now carry the new data version
+    assert tags["rescored_at"] and tags["data_version"] != in_story["b_data_version"]
+    assert tags["data_version"] == _client().get_model_version(NAME, c["challenger"]["version"]).tags["data_version"]
 
 
 # ---------------------------------------------------------------- 7. decisions at their edges (pure)
