@@ -1,5 +1,5 @@
-"""A reset MLflow store beside outputs that name a run it no longer holds (issue 17), in seconds:
-train + evaluate in a temp folder, delete the store, promote. ops/runcache.py re-logs the run from
+"""A reset MLflow store beside outputs that name a run it no longer holds (issue 17), in one process
+(no git, DVC, flow or server): train + evaluate in a temp folder, delete the store, promote. ops/runcache.py re-logs the run from
 the outputs and registers a version whose run exists; a second promote reuses that run.
 
 The same story through the real flow, git and `dvc repro` (and outputs checked out of DVC's
