@@ -42,9 +42,10 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not toyworld and not e2e"
 
-# Lineage replays (landmark-lora reproduce) and DVC experiments (dvc exp run, the queue), each in a
-# scratch git + DVC repository: several pipeline runs, about 5 minutes on 2 cores. .ci/run runs it
-# after make test.
+# Lineage replays (landmark-lora reproduce), DVC experiments (dvc exp run, the queue) and the run-cache
+# flow (a reset MLflow store beside DVC's cache), each in a scratch git + DVC repository: several
+# pipeline runs, about 6-8 minutes on 2 cores. .ci/run runs it after make test. What runs where:
+# README.md, "Tests".
 test-e2e: install
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "e2e"
 

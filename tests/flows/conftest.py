@@ -53,7 +53,10 @@ def mlflow_server(tmp_path_factory):
            "--artifacts-destination", str(tmp / "art"), "--serve-artifacts", "--host", "127.0.0.1",
            "--port", str(port), "--workers", "1"]
     log = (tmp / "server.log").open("w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # No job runner: MLflow 3 otherwise starts ~8 huey consumer processes beside the server (GenAI
+    # scorer jobs), each importing mlflow and polling, CPU the flow tests' pipeline runs need.
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:

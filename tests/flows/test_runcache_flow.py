@@ -18,7 +18,9 @@ import pytest
 
 from tests.helpers.workspace import build_workspace
 
-pytestmark = pytest.mark.slow
+# Four flow runs on a real git + DVC repo: `make test-e2e`. make test keeps the re-log itself, in
+# one process, in tests/ops/test_runcache_relog.py (reset store -> promote re-logs and registers -> reuse).
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def _client():

@@ -167,6 +167,10 @@ def test_resumed_run_ends_with_the_uninterrupted_runs_weights(ws, monkeypatch):
 
 
 def test_two_processes_train_as_one_world_of_two(ws):
+    """`landmark-lora train` with train.num_processes=2 (the CLI, as a user runs it; CPU ranks via
+    torchrun). The one 2-process training of make test (tests/stages/test_train_multinode.py resumes one)."""
+    import mlflow
+
     from landmark_lora.cli import main
 
     code = main(["--set", "train.num_processes=2", "--set", "train.max_steps=2", "train"])
@@ -176,11 +180,14 @@ def test_two_processes_train_as_one_world_of_two(ws):
     # what only two real processes leave behind: the trainer's own world size and global batch
     assert report["world_size"] == 2
     assert report["global_batch"] == 2 * TINY["train"]["batch_size"]
-    import mlflow
-
+    assert (Path("models/adapter") / "pytorch_lora_weights.safetensors").exists()
     mlflow.set_tracking_uri(f"sqlite:///{Path('mlruns/mlflow.db').resolve()}")
-    run = mlflow.MlflowClient().get_run(report["mlflow_run_id"])
+    client = mlflow.MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("landmark-lora").experiment_id])
+    assert [r.info.run_id for r in runs] == [report["mlflow_run_id"]]  # only rank 0 logs: one run
+    run = runs[0]
     assert run.data.metrics["world_size"] == 2
+    assert run.data.params["train.num_processes"] == "2"
 
 
 # ---------------------------------------------------------------- 2, 4, 5, 7: one registry story
@@ -228,6 +235,7 @@ def story(base_ws, tmp_path_factory):
         out["b_adapter"] = _adapter_copy(keep / "b")
         out["b_report"] = promote(longer)
 
+        out["b_data_version"] = _client().get_model_version(NAME, out["b_report"]["champion"]).tags["data_version"]
         write_processed(Path("."), n_train=8, n_val=3)  # new photos: a new data version
         cache_latents(params)
         run_training(params)
@@ -316,6 +324,9 @@ def test_rescored_champion_is_judged_by_its_new_numbers(in_story):
     assert f"vs champion {fresh:.5f}" in c["checks"][0]  # the decision used the new number
     tags = _client().get_model_version(NAME, prev["version"]).tags
     assert float(tags["eval_loss"]) == pytest.approx(fresh, rel=1e-5)
+    # both were judged on the same (new) data: the champion's tags now carry the new data version
+    assert tags["rescored_at"] and tags["data_version"] != in_story["b_data_version"]
+    assert tags["data_version"] == _client().get_model_version(NAME, c["challenger"]["version"]).tags["data_version"]
 
 
 # ---------------------------------------------------------------- 7. decisions at their edges (pure)

@@ -86,19 +86,6 @@ def test_loading_unpickles_nothing_and_makes_the_same_image(logged, reference, m
     assert np.array_equal(np.asarray(model.generate(PROMPT, SEED)), reference)
 
 
-def test_mlflow_models_predict_offline_gives_the_same_image(logged, reference, tmp_path):
-    """`mlflow models predict --env-manager local` on the model directory, no pickles allowed."""
-    (tmp_path / "in.json").write_text(json.dumps({"dataframe_records": [{"prompt": PROMPT, "seed": SEED}]}))
-    env = dict(os.environ, MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false", HF_HUB_OFFLINE="1")
-    out = subprocess.run([str(Path(sys.executable).parent / "mlflow"), "models", "predict", "-m", str(logged["local"]),
-                          "-i", str(tmp_path / "in.json"), "-t", "json", "--env-manager", "local",
-                          "-o", str(tmp_path / "out.json")], env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert out.returncode == 0, out.stderr[-3000:]
-    predictions = json.loads((tmp_path / "out.json").read_text())["predictions"]
-    image = Image.open(io.BytesIO(base64.b64decode(predictions[0])))
-    assert np.array_equal(np.asarray(image), reference)
-
-
 # ---------------------------------------------------------------- composite mode
 
 REGIONS = {"shots": {"upper_body": {"box": [0.25, 0.25, 0.75, 1.0], "spread": [0.02, 0.02, 0.02, 0.0], "count": 4}}}
@@ -143,21 +130,35 @@ def logged_composite(logged, tmp_path_factory):
     return {"local": local, "plate": plate}
 
 
-def test_mlflow_models_predict_with_mode_composite_keeps_the_plate(logged_composite, tmp_path):
+def _mlflow_models_predict(model_dir: Path, rows: list[dict], tmp_path: Path) -> list[str]:
+    """`mlflow models predict --env-manager local` on a model directory, offline, no pickles allowed."""
+    (tmp_path / "in.json").write_text(json.dumps({"dataframe_records": rows}))
+    env = dict(os.environ, MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false", HF_HUB_OFFLINE="1")
+    out = subprocess.run([str(Path(sys.executable).parent / "mlflow"), "models", "predict", "-m", str(model_dir),
+                          "-i", str(tmp_path / "in.json"), "-t", "json", "--env-manager", "local",
+                          "-o", str(tmp_path / "out.json")], env=env, capture_output=True, text=True, timeout=600,
+                         check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads((tmp_path / "out.json").read_text())["predictions"]
+
+
+def _png(b64: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB"))
+
+
+def test_mlflow_models_predict_gives_the_same_image_and_with_mode_composite_keeps_the_plate(
+        logged_composite, reference, tmp_path):
+    """One `mlflow models predict` (the CLI's start-up is most of its cost), two rows: a plain prompt
+    (the image the pickled model made) and a composite request (the plate kept outside the person)."""
     from landmark_lora.composite import feather_mask, person_region
     from landmark_lora.config import CompositeConfig
 
-    rows = [{"mode": "composite", "landmark": "gyeongbokgung", "angle": "low_angle", "shot": "upper_body",
+    rows = [{"prompt": PROMPT, "seed": SEED},
+            {"mode": "composite", "landmark": "gyeongbokgung", "angle": "low_angle", "shot": "upper_body",
              "pose": "waving", "seed": 1}]
-    (tmp_path / "in.json").write_text(json.dumps({"dataframe_records": rows}))
-    env = dict(os.environ, MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false", HF_HUB_OFFLINE="1")
-    out = subprocess.run([str(Path(sys.executable).parent / "mlflow"), "models", "predict", "-m",
-                          str(logged_composite["local"]), "-i", str(tmp_path / "in.json"), "-t", "json",
-                          "--env-manager", "local", "-o", str(tmp_path / "out.json")], env=env, capture_output=True,
-                         text=True, timeout=600, check=False)
-    assert out.returncode == 0, out.stderr[-3000:]
-    image = np.asarray(Image.open(io.BytesIO(base64.b64decode(json.loads((tmp_path / "out.json").read_text())
-                                                                ["predictions"][0]))).convert("RGB"))
+    plain, composite = _mlflow_models_predict(logged_composite["local"], rows, tmp_path)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(base64.b64decode(plain)))), reference)
+    image = _png(composite)
     plate = logged_composite["plate"]
     assert image.shape == plate.shape
     cfg = CompositeConfig(feather_px=3, region_margin=0.0)
