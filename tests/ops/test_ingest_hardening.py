@@ -31,7 +31,7 @@ from landmark_lora.ops.ingest import pending_photos
 
 SLOW_COPY = textwrap.dedent(
     """
-    import sys, time
+    import select, sys, time
     src, dest, chunks, pause = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     data = open(src, "rb").read()
     step = -(-len(data) // chunks)
@@ -41,21 +41,27 @@ SLOW_COPY = textwrap.dedent(
             out.flush()
             if i == 0:
                 print("started", flush=True)
-            time.sleep(pause)
+            if select.select([sys.stdin], [], [], pause)[0]:  # "finish": the rest in one go
+                out.write(data[i + step:])
+                break
     """
 )
 
 
 class SlowCopy:
-    """``cp`` that takes ``chunks * pause`` seconds, in its own process (an SMB or USB copy)."""
+    """``cp`` of ``chunks`` pieces ``pause`` s apart, in its own process (an SMB or USB copy).
 
-    def __init__(self, tmp: Path, dest: Path, data: bytes, chunks: int = 40, pause: float = 0.08):
+    It keeps writing until ``finish()`` (at most ``chunks * pause`` s: long enough that an ingest run
+    on a loaded machine still sees it growing), then writes the rest at once and exits.
+    """
+
+    def __init__(self, tmp: Path, dest: Path, data: bytes, chunks: int = 600, pause: float = 0.08):
         dest.parent.mkdir(parents=True, exist_ok=True)
         self.src = tmp / f"source-{dest.name}"
         self.src.write_bytes(data)
         self.proc = subprocess.Popen(
             [sys.executable, "-c", SLOW_COPY, str(self.src), str(dest), str(chunks), str(pause)],
-            stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         assert self.proc.stdout.readline().strip() == "started"  # the first chunk is on disk
 
@@ -63,6 +69,8 @@ class SlowCopy:
         return self.proc.poll() is None
 
     def finish(self) -> None:
+        self.proc.stdin.write("finish\n")
+        self.proc.stdin.close()
         assert self.proc.wait(timeout=60) == 0
 
 
