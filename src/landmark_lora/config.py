@@ -73,8 +73,7 @@ class IngestConfig(_Section):
     extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp")
     min_side: int = Field(64, ge=1)
     max_aspect_ratio: float = Field(4.0, ge=1.0)
-    # Header-declared pixel count above which a file is treated as a decompression bomb.
-    max_pixels: int = Field(120_000_000, ge=1)
+    max_pixels: int = Field(120_000_000, ge=1)  # header-declared pixel count above which a file is a decompression bomb
     max_file_mb: float = Field(200.0, gt=0)
     progress_threshold: int = Field(50, ge=0, description="show a progress bar from this many files")
     dvc_add: bool = True
@@ -194,6 +193,9 @@ class TrainConfig(_Section):
     # torch threads per process (torch.set_num_threads); null = torch's default (one per core).
     # 1: on a busy 2-core machine torch's 2 threads trained 10x slower (docs/results.md).
     threads: int | None = Field(1, ge=1, le=1024)
+    # torch.compile (inductor) on the UNet's training steps: faster steps, minutes of compiling on the first
+    # step (cached in <paths.cache>/inductor for the next run), losses differ from eager in the last digits
+    compile: bool = False
 
     @model_validator(mode="after")
     def _timesteps(self) -> TrainConfig:
