@@ -55,7 +55,10 @@ def compile_unet(unet: torch.nn.Module, cache_dir: Path):
     inductor_config.fallback_random = True  # dropout draws from eager's RNG: replayable, as without compile
     log.info("train: train.compile: the UNet's training steps run through torch.compile (inductor); "
              "the first step compiles (minutes on a cold cache %s)", cache_dir)
-    return torch.compile(unet, backend="inductor")
+    # dynamic=False: one static graph per bucket shape. With dynamo's default, the second shape recompiled
+    # with symbolic sizes, which spent most of a 15-minute test in sympy; static kernels are also the faster
+    # ones. Past dynamo's recompile_limit (8 shapes) further shapes run eager, with dynamo's warning.
+    return torch.compile(unet, backend="inductor", dynamic=False)
 
 
 def graphs_compiled() -> int:
