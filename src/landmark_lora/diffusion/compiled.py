@@ -12,7 +12,7 @@ several processes the wrapper goes around the DDP-prepared module, as accelerate
 ``dynamo_backend`` does, and ``accelerator.no_sync`` reaches DDP through it.
 
 Numerics: inductor fuses and reorders float ops, so losses differ from eager in the last digits
-(tests/diffusion/test_compiled.py states the tolerance; docs/benchmarks.md the eval-loss effect).
+(tests/stages/test_train_compile.py states the tolerance; docs/benchmarks.md the eval-loss effect).
 Random ops inside the UNet (``lora.dropout`` > 0) use eager's RNG (``fallback_random``), so the
 batch plan and a resumed run stay exactly replayable.
 
