@@ -14,13 +14,14 @@ export TRANSFORMERS_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install run test test-e2e test-toyworld lint bench bench-data bench-reference bench-nightly infra-smoke clean-data help
+.PHONY: install run test test-e2e test-toyworld test-compile lint bench bench-data bench-reference bench-nightly infra-smoke clean-data help
 
 help:
 	@echo "make run    - set up .venv, then run the main job on the embedded default"
 	@echo "make test   - set up .venv, then run the test suite"
 	@echo "make test-e2e - lineage replays and DVC experiments in scratch repos (minutes; CI runs it too)"
 	@echo "make test-toyworld - the end-to-end checks on the toy-world base (minutes; not in make test)"
+	@echo "make test-compile - train.compile's training runs (cold inductor builds, 5-25 minutes; not in CI)"
 	@echo "make lint   - ruff (src tests tools flows) and mypy (bottom layer + domain modules); make test enforces both"
 	@echo "make bench  - benchmarks (results in reports/bench.json and docs/benchmarks.md)"
 	@echo "make bench-data - ingest/validate/preprocess on 12-MP photos, 200/1000/5000 (+50) (reports/bench_data.json)"
@@ -40,7 +41,7 @@ run: install
 	$(BIN)/landmark-lora run
 
 test: install
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not toyworld and not e2e"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not toyworld and not e2e and not compile"
 
 # Lineage replays (landmark-lora reproduce), DVC experiments (dvc exp run, the queue) and the run-cache
 # flow (a reset MLflow store beside DVC's cache), each in a scratch git + DVC repository: several
@@ -53,6 +54,11 @@ test-e2e: install
 # 4 minutes on 2 CPU cores, so kept out of `make test`; the same decision rules run there on the tiny base.
 test-toyworld: install
 	$(BIN)/python -m pytest -q -m toyworld
+
+# train.compile's training runs against eager (losses, adapter keys, resume, two processes): each
+# builds inductor kernels from a cold cache, 5-25 minutes on 2 cores, so neither make test nor CI runs them.
+test-compile: install
+	$(BIN)/python -m pytest -q -m compile
 
 # Rules and the modules mypy checks are in pyproject.toml ([tool.ruff], [tool.mypy]); make test runs
 # the same two through tests/test_lint.py.

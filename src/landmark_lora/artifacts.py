@@ -136,6 +136,10 @@ class Layout:
         """Per-run checkpoints for resume (on shared storage for multi-node training)."""
         return self.cache / "train"
 
+    @property
+    def inductor_cache(self) -> Path:  # torch.compile's kernels (train.compile), reused by the next run
+        return self.cache / "inductor"
+
     # --- reports
     @property
     def validation_json(self) -> Path:
@@ -199,8 +203,7 @@ class Layout:
         return self.cache / LOCK
 
     @property
-    def repro_log(self) -> Path:
-        """The full output of the last ``dvc repro``."""
+    def repro_log(self) -> Path:  # the full output of the last `dvc repro`
         return self.cache / "retrain" / "dvc-repro.log"
 
 
@@ -342,7 +345,6 @@ def data_version(layout: Layout) -> str:
 @dataclass
 class _Report:
     """A JSON report with the fields other modules rely on typed; every other key kept in ``extra``."""
-
     mlflow_run_id: str | None = None
     data_version: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -382,7 +384,6 @@ class _Report:
 @dataclass
 class TrainReport(_Report):
     """``reports/train.json``: what ``train`` did (steps, losses) and the MLflow run that holds it."""
-
     steps: int | None = None
     eval_loss: float | None = None
 
@@ -390,7 +391,6 @@ class TrainReport(_Report):
 @dataclass
 class EvalReport(_Report):
     """``reports/eval.json``: the adapter's metrics against the base, for the run in ``mlflow_run_id``."""
-
     def metric(self, name: str) -> float | None:
         value = self.extra.get(name)
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

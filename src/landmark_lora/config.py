@@ -73,8 +73,7 @@ class IngestConfig(_Section):
     extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp")
     min_side: int = Field(64, ge=1)
     max_aspect_ratio: float = Field(4.0, ge=1.0)
-    # Header-declared pixel count above which a file is treated as a decompression bomb.
-    max_pixels: int = Field(120_000_000, ge=1)
+    max_pixels: int = Field(120_000_000, ge=1)  # header-declared pixel count above which a file is a decompression bomb
     max_file_mb: float = Field(200.0, gt=0)
     progress_threshold: int = Field(50, ge=0, description="show a progress bar from this many files")
     dvc_add: bool = True
@@ -169,8 +168,7 @@ class LoraConfig(_Section):
 class TrainConfig(_Section):
     max_steps: int = Field(30, ge=1)
     learning_rate: float = Field(1e-3, gt=0, le=10)
-    # The text encoder's LoRA at its own rate (the UNet's is learning_rate); null = learning_rate.
-    text_encoder_lr: float | None = Field(None, gt=0, le=10)
+    text_encoder_lr: float | None = Field(None, gt=0, le=10)  # the text encoder LoRA's; null = learning_rate
     batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
     num_processes: int = Field(1, ge=1, le=1024)
@@ -196,6 +194,7 @@ class TrainConfig(_Section):
     # torch threads per process (torch.set_num_threads); null = torch's default (one per core).
     # 1: on a busy 2-core machine torch's 2 threads trained 10x slower (docs/results.md).
     threads: int | None = Field(1, ge=1, le=1024)
+    compile: bool = False  # torch.compile the UNet's steps: faster after minutes of compiling (README)
 
     @model_validator(mode="after")
     def _timesteps(self) -> TrainConfig:

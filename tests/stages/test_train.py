@@ -172,8 +172,8 @@ def test_base_fingerprint_follows_weights(tmp_path):
 
 
 def test_batch_plan_is_a_pure_function_of_step():
+    from landmark_lora.diffusion.batchplan import BatchPlan
     from landmark_lora.diffusion.loss import Split
-    from landmark_lora.diffusion.trainer import BatchPlan
 
     entries = [{"width": (64, 72)[i % 3 == 0], "height": 64} for i in range(11)]
     plan_a = BatchPlan(Split(entries), per_rank=2, world=2, seed=3)
@@ -191,8 +191,8 @@ def test_caption_dropout_replays_whatever_else_draws_from_random():
     """A resumed run drops the same captions even when another thread used the process-wide ``random``."""
     import random
 
+    from landmark_lora.diffusion.batchplan import BatchPlan
     from landmark_lora.diffusion.loss import Split
-    from landmark_lora.diffusion.trainer import BatchPlan
 
     plan = BatchPlan(Split([{"width": 64, "height": 64}] * 8), per_rank=4, world=2, seed=3)
     first = [plan.dropped(m, r, 0.5) for m in range(30) for r in range(2)]

@@ -9,8 +9,9 @@
 
 The train stage (``landmark-lora train``) drives this and writes the adapter and the reports. Checkpoints
 (``checkpoint-<step>``: LoRA weights, optimiser, scheduler, every rank's RNG) are atomic (``diffusion.checkpoints``).
-``BatchPlan`` makes batch m a pure function of (seed, m), so a resumed run replays exactly the
-batches an uninterrupted one would have seen. Only rank 0 evaluates, logs and writes checkpoints.
+``BatchPlan`` makes batch m a pure function of (seed, m), so a resumed run replays exactly the batches an
+uninterrupted one would have seen. Only rank 0 evaluates, logs and writes checkpoints. ``train.compile``:
+the steps call the UNet through torch.compile, nothing else does (``diffusion.compiled``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import hashlib
 import json
 import math
 import os
-import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -31,7 +31,8 @@ import torch
 
 from landmark_lora.artifacts import Layout, data_version
 from landmark_lora.config import Params
-from landmark_lora.diffusion import fastpath, token_embeddings
+from landmark_lora.diffusion import compiled, fastpath, token_embeddings
+from landmark_lora.diffusion.batchplan import BatchPlan
 from landmark_lora.diffusion.checkpoints import save_checkpoint, shared_resume_point
 from landmark_lora.diffusion.components import Components, base_fingerprint, load_components, resolve_base
 from landmark_lora.diffusion.latents import load_latents
@@ -41,48 +42,6 @@ from landmark_lora.logs import get_logger
 log = get_logger(__name__)
 
 # ---------------------------------------------------------------- data
-
-
-class BatchPlan:
-    """Deterministic bucketed batches: micro-batch m of the whole run, for any rank.
-
-    Each batch comes from one bucket (same shape). A bucket smaller than a batch wraps around. Batch m is
-    a pure function of (seed, m): resuming at any step replays the batches an uninterrupted run would see.
-    """
-
-    def __init__(self, split: Split, per_rank: int, world: int, seed: int):
-        self.split, self.per_rank, self.world, self.seed = split, per_rank, world, seed
-        self.global_batch = per_rank * world
-        self._epoch_cache: dict[int, list[list[int]]] = {}
-        self.batches_per_epoch = len(self._epoch(0))
-
-    def _epoch(self, epoch: int) -> list[list[int]]:
-        if epoch not in self._epoch_cache:
-            rng = random.Random(self.seed * 1_000_003 + epoch)
-            batches = []
-            for key in sorted(self.split.buckets):
-                idx = list(self.split.buckets[key])
-                rng.shuffle(idx)
-                n = max(1, math.ceil(len(idx) / self.global_batch))
-                padded = (idx * math.ceil(n * self.global_batch / len(idx)))[: n * self.global_batch]
-                batches += [padded[i * self.global_batch:(i + 1) * self.global_batch] for i in range(n)]
-            rng.shuffle(batches)
-            self._epoch_cache = {epoch: batches}  # keep one epoch in memory
-        return self._epoch_cache[epoch]
-
-    def batch(self, micro: int, rank: int) -> list[int]:
-        epoch, pos = divmod(micro, self.batches_per_epoch)
-        full = self._epoch(epoch)[pos]
-        return full[rank * self.per_rank:(rank + 1) * self.per_rank]
-
-    def dropped(self, micro: int, rank: int, rate: float) -> list[bool]:
-        """Which captions of that batch become the empty prompt, as a pure function of (seed, micro, rank).
-
-        Not the process-wide ``random``: another thread drawing from it (a server's retry jitter, say)
-        would change which captions drop and break the exact replay of a resumed run.
-        """
-        rng = random.Random((self.seed * 1_000_003 + micro) * 65_537 + rank)
-        return [rng.random() < rate for _ in range(self.per_rank)]
 
 
 def load_data(params: Params, layout: Layout, fingerprint: str) -> tuple[Split, Split, str]:
@@ -125,6 +84,7 @@ class Session:
     data_identity: str
     tokens: list[str] = field(default_factory=list)  # landmark names with trained embeddings (pivotal tuning)
     token_ids: list[int] = field(default_factory=list)
+    step_unet: Any = None  # train.compile: the torch.compile wrapper of ``unet`` the optimiser steps call
 
     @property
     def main(self) -> bool:
@@ -158,9 +118,8 @@ def add_landmark_tokens(parts: Components, params: Params, train: Split) -> tupl
 
 
 def mixed_precision(cfg) -> str:
-    if cfg.mixed_precision != "auto":
-        return cfg.mixed_precision
-    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    auto = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return auto if cfg.mixed_precision == "auto" else cfg.mixed_precision
 
 
 def add_lora(parts: Components, params: Params) -> list:
@@ -280,7 +239,8 @@ def setup(params: Params, layout: Layout) -> Session:
     register_lora_hooks(accelerator, token_ids)
     return Session(params, accelerator, parts, prepared[0], prepared[1] if text_live else None, prepared[-1],
                    lr_scheduler, trainable + ([table] if table is not None else []), train, val, dtype, fingerprint,
-                   identity, tokens, token_ids)
+                   identity, tokens, token_ids, compiled.compile_unet(prepared[0], layout.inductor_cache)
+                   if cfg.compile else None)
 
 
 # ---------------------------------------------------------------- the steps
@@ -306,6 +266,8 @@ class Trained:
     eval_metrics: dict[str, float] = field(default_factory=dict)
     train_seconds: float = 0.0  # optimisation only: eval and checkpoints are not throughput
     loop_seconds: float = 0.0  # the whole loop's wall time: steps, their evals, metric logging, checkpoints
+    compile_seconds: float = 0.0  # train.compile: wall time of the steps that compiled (within train_seconds)
+    compile_steps: int = 0  # how many steps compiled (the first; again for each new batch shape)
 
 
 def resume(session: Session, run_dir: Path) -> Start:
@@ -323,8 +285,7 @@ def resume(session: Session, run_dir: Path) -> Start:
 
 def _optimiser_step(s: Session, plan: BatchPlan, enc: Encoder, step: int) -> float:
     """One optimiser step over ``grad_accum`` micro-batches; the loss averaged over all ranks."""
-    cfg, acc = s.params.train, s.accelerator
-    device = acc.device
+    cfg, acc, device = s.params.train, s.accelerator, s.accelerator.device
     total = torch.zeros((), device=device)
     for micro in range(cfg.grad_accum):
         m = (step - 1) * cfg.grad_accum + micro
@@ -341,7 +302,7 @@ def _optimiser_step(s: Session, plan: BatchPlan, enc: Encoder, step: int) -> flo
         sync = micro == cfg.grad_accum - 1
         with (nullcontext() if sync else acc.no_sync(s.unet)):
             with acc.autocast():
-                loss = diffusion_loss(s.unet, s.parts.scheduler, latents, text, ts, noise, cfg.min_snr_gamma)
+                loss = diffusion_loss(s.unet if s.step_unet is None else s.step_unet, s.parts.scheduler, latents, text, ts, noise, cfg.min_snr_gamma)
             acc.backward(loss / cfg.grad_accum)
         total += loss.detach() / cfg.grad_accum
     acc.clip_grad_norm_(s.trainable, cfg.max_grad_norm)
@@ -377,11 +338,11 @@ def train_steps(s: Session, start: Start, run_dir: Path, run_id: str | None, bar
     val_enc = Encoder(s.val, s.parts, acc.device, s.dtype, text_lora)
     plan = BatchPlan(s.train, cfg.batch_size, acc.num_processes, cfg.seed)
     out = Trained(step=start.step, curve=start.curve, global_batch=plan.global_batch * cfg.grad_accum)
-    t0 = time.perf_counter()
+    clock, t0 = compiled.CompileClock(cfg.compile), time.perf_counter()
     for step in range(start.step + 1, cfg.max_steps + 1):
-        step_t0 = time.perf_counter()
-        loss = _optimiser_step(s, plan, train_enc, step)
-        out.train_seconds += time.perf_counter() - step_t0
+        with clock:
+            loss = _optimiser_step(s, plan, train_enc, step)
+        out.train_seconds += clock.elapsed
         out.step = step
         out.history.append(loss)
         if s.main:
@@ -396,5 +357,5 @@ def train_steps(s: Session, start: Start, run_dir: Path, run_id: str | None, bar
                             cfg.checkpoints_keep)
         if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
             break
-    out.loop_seconds = time.perf_counter() - t0
+    out.loop_seconds, out.compile_seconds, out.compile_steps = time.perf_counter() - t0, clock.seconds, clock.steps
     return out

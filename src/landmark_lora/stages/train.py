@@ -59,6 +59,16 @@ class TrainResult:
     loop_seconds: float = 0.0  # wall time of the training loop (the nightly run's overhead excludes it)
     world_size: int = 1  # processes that trained together, as the trainer saw them (not the config)
     global_batch: int = 0  # samples per optimiser step over all processes
+    train_seconds: float = 0.0  # the optimiser steps' wall time (images_per_sec's denominator)
+    compile_seconds: float = 0.0  # train.compile: wall time of the steps that compiled (within train_seconds)
+    compile_steps: int = 0
+
+    @property
+    def images_per_sec_after_compile(self) -> float:
+        """Throughput over the steps that did not compile (``images_per_sec`` counts every step)."""
+        steps = self.steps - self.resumed_from - self.compile_steps
+        seconds = self.train_seconds - self.compile_seconds
+        return steps * self.global_batch / seconds if steps > 0 and seconds > 0 else float("nan")
 
 
 def run_training(params: Params, export: bool = True, log_mlflow: bool = True,
@@ -78,7 +88,9 @@ def run_training(params: Params, export: bool = True, log_mlflow: bool = True,
     result = TrainResult(done.step, float(np.mean(done.history[-5:])) if done.history else float("nan"),
                          done.eval_metrics, steps * done.global_batch / max(done.train_seconds, 1e-9),
                          done.train_seconds / max(steps, 1), run_id, None, start.step, done.loop_seconds,
-                         world_size=session.accelerator.num_processes, global_batch=done.global_batch)
+                         world_size=session.accelerator.num_processes, global_batch=done.global_batch,
+                         train_seconds=done.train_seconds, compile_seconds=done.compile_seconds,
+                         compile_steps=done.compile_steps)
     session.accelerator.wait_for_everyone()
     if session.main:
         _finish(params, layout, session, done, result, mlflow_run, export)
@@ -110,7 +122,8 @@ def _finish(params: Params, layout: Layout, session: trainer.Session, done: trai
 
         mlflow.log_metrics({"final_loss": result.final_loss, "images_per_sec": result.images_per_sec,
                             "seconds_per_step": result.seconds_per_step, "world_size": result.world_size,
-                            "global_batch": result.global_batch})
+                            "global_batch": result.global_batch,
+                            **({"compile_seconds": result.compile_seconds} if params.train.compile else {})})
         mlflow.log_artifacts(str(result.adapter_dir), artifact_path="adapter")
     _write_report(layout, result)
     _write_curves(layout, done.curve)
@@ -187,6 +200,10 @@ def _write_report(layout: Layout, result: TrainResult) -> TrainReport:
             "world_size": result.world_size,
             "global_batch": result.global_batch,
             "diverged": not math.isfinite(result.final_loss),
+            # train.compile: the steps that compiled, counted in seconds_per_step too; the steps after them alone
+            **({"compile_seconds": round(result.compile_seconds, 2), "compile_steps": result.compile_steps,
+                "images_per_sec_after_compile": round(result.images_per_sec_after_compile, 3)}
+               if result.compile_steps else {}),
         })
     report.write(layout.train_json)
     return report
