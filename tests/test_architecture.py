@@ -30,7 +30,9 @@ LAYERS = {**{m: 0 for m in BOTTOM}, **{m: 1 for m in DOMAIN}, "stages": 2, "ops"
 # Files allowed over the size limits, and why (the README's repository map repeats these).
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 80
-LONG_MODULES: dict[str, str] = {}
+LONG_MODULES: dict[str, str] = {
+    "landmark_lora.config": "the one typed tree of params.yaml: every key and its check in one place",
+}
 LONG_FUNCTIONS: dict[str, str] = {}
 
 

@@ -7,9 +7,8 @@
     report = TrainReport.read(layout.train_json)
     report.mlflow_run_id, report.data_version
 
-One owner per path: a stage that needs a file another stage wrote asks ``Layout`` for it and reads
-it through the typed reader here, so a file name is spelled once in ``src/``. The defaults match
-``dvc.yaml``'s ``outs`` (tests/test_artifacts.py checks they agree).
+One owner per path: a stage that needs a file another stage wrote asks ``Layout`` for it and reads it through
+the typed reader here, so a file name is spelled once in ``src/``. Defaults = ``dvc.yaml``'s ``outs`` (tested).
 """
 
 from __future__ import annotations
@@ -100,8 +99,7 @@ class Layout:
 
     # --- preprocess -> composite generation (generate, serving, evaluate)
     @property
-    def plates_dir(self) -> Path:
-        """The plate library: ``<plates_dir>/<landmark>/<angle>/<name>.png`` (inside the DVC out data/processed)."""
+    def plates_dir(self) -> Path:  # the plate library: <plates_dir>/<landmark>/<angle>/<name>.png, in data/processed
         return self.processed / PLATES_DIR
 
     @property
@@ -109,8 +107,7 @@ class Layout:
         return self.plates_dir / PLATES_INDEX
 
     @property
-    def person_regions(self) -> Path:
-        """Per shot type: the median person box of the train photos, normalised to the image."""
+    def person_regions(self) -> Path:  # per shot type: the train photos' median person box, normalised
         return self.processed / PERSON_REGIONS
 
     # --- cache_latents -> train, evaluate
@@ -132,9 +129,12 @@ class Layout:
         return self.adapter_dir / TOKEN_EMBEDDINGS
 
     @property
-    def train_runs(self) -> Path:
-        """Per-run checkpoints for resume (on shared storage for multi-node training)."""
+    def train_runs(self) -> Path:  # per-run checkpoints for resume (on shared storage for multi-node training)
         return self.cache / "train"
+
+    @property
+    def prior_cache(self) -> Path:  # train.prior: the base's generated latents, one file per recipe
+        return self.cache / "prior"
 
     @property
     def inductor_cache(self) -> Path:  # torch.compile's kernels (train.compile), reused by the next run

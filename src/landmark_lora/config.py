@@ -165,6 +165,28 @@ class LoraConfig(_Section):
         return self
 
 
+class PriorConfig(_Section):
+    """Prior preservation (DreamBooth's prior loss): the base's own images at every shot type, trained beside
+    the photos so the LoRA keeps the base's framing. README: "Prior preservation"."""
+
+    per_shot: int = Field(0, ge=0, le=1000)  # base images per shot type; 0 = off
+    weight: float = Field(1.0, ge=0, le=100)  # the prior loss's weight against the photos' loss
+    batch: int = Field(2, ge=1)  # prior images per optimiser step and process
+    prompt: str = "snapshot photo, in front of a park, {shot}, {angle}"  # {shot}/{angle}: caption words
+    steps: int = Field(20, ge=1, le=200)
+    guidance: float = Field(5.0, ge=1.0, le=30.0)
+    seed: int = 0
+
+    @field_validator("prompt")
+    @classmethod
+    def _placeholders(cls, v: str) -> str:
+        try:
+            v.format(shot="", angle="")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"{v!r}: only {{shot}} and {{angle}} may be filled in ({e})") from None
+        return v
+
+
 class TrainConfig(_Section):
     max_steps: int = Field(30, ge=1)
     learning_rate: float = Field(1e-3, gt=0, le=10)
@@ -195,6 +217,7 @@ class TrainConfig(_Section):
     # 1: on a busy 2-core machine torch's 2 threads trained 10x slower (docs/results.md).
     threads: int | None = Field(1, ge=1, le=1024)
     compile: bool = False  # torch.compile the UNet's steps: faster after minutes of compiling (README)
+    prior: PriorConfig = PriorConfig()
 
     @model_validator(mode="after")
     def _timesteps(self) -> TrainConfig:

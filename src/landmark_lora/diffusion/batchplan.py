@@ -53,3 +53,12 @@ class BatchPlan:
         """
         rng = random.Random((self.seed * 1_000_003 + micro) * 65_537 + rank)
         return [rng.random() < rate for _ in range(self.per_rank)]
+
+    def prior_seed(self, step: int, rank: int) -> int:
+        """``train.prior``: the seed of optimiser step ``step``'s prior batch on ``rank`` (its images and noise)."""
+        return ((self.seed * 1_000_003 + step) * 65_537 + rank) * 31 + 7
+
+    def prior(self, step: int, rank: int, available: int, size: int) -> list[int]:
+        """``train.prior``: which of the ``available`` prior images optimiser step ``step`` adds on ``rank``."""
+        rng = random.Random(self.prior_seed(step, rank))
+        return rng.sample(range(available), size) if size <= available else rng.choices(range(available), k=size)

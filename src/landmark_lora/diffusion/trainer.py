@@ -31,7 +31,7 @@ import torch
 
 from landmark_lora.artifacts import Layout, data_version
 from landmark_lora.config import Params
-from landmark_lora.diffusion import compiled, fastpath, token_embeddings
+from landmark_lora.diffusion import compiled, fastpath, prior, token_embeddings
 from landmark_lora.diffusion.batchplan import BatchPlan
 from landmark_lora.diffusion.checkpoints import save_checkpoint, shared_resume_point
 from landmark_lora.diffusion.components import Components, base_fingerprint, load_components, resolve_base
@@ -85,6 +85,7 @@ class Session:
     tokens: list[str] = field(default_factory=list)  # landmark names with trained embeddings (pivotal tuning)
     token_ids: list[int] = field(default_factory=list)
     step_unet: Any = None  # train.compile: the torch.compile wrapper of ``unet`` the optimiser steps call
+    prior: Split | None = None  # train.prior: the base's own images, one batch of them added to every step
 
     @property
     def main(self) -> bool:
@@ -225,6 +226,7 @@ def setup(params: Params, layout: Layout) -> Session:
             module.to(accelerator.device, dtype=dtype)
 
     train, val, identity = load_data(params, layout, fingerprint)
+    prior_split = load_prior(params, accelerator, base, fingerprint, layout, train)
     tokens, token_ids = add_landmark_tokens(parts, params, train)
     trainable = add_lora(parts, params)
     fastpath.speed_up(parts.unet)  # Python overhead off each step; bit-identical results
@@ -240,7 +242,18 @@ def setup(params: Params, layout: Layout) -> Session:
     return Session(params, accelerator, parts, prepared[0], prepared[1] if text_live else None, prepared[-1],
                    lr_scheduler, trainable + ([table] if table is not None else []), train, val, dtype, fingerprint,
                    identity, tokens, token_ids, compiled.compile_unet(prepared[0], layout.inductor_cache)
-                   if cfg.compile else None)
+                   if cfg.compile else None, prior_split)
+
+
+def load_prior(params: Params, accelerator, base: Path, fingerprint: str, layout: Layout, train: Split) -> Split | None:
+    """``train.prior``: the local main process has the base draw the prior images once; every process loads them."""
+    if params.train.prior.per_shot == 0:
+        return None
+    size = max(train.buckets, key=lambda k: len(train.buckets[k]))  # the photos' commonest bucket
+    if accelerator.is_local_main_process:
+        prior.ensure(params, base, fingerprint, layout.prior_cache, size)
+    accelerator.wait_for_everyone()
+    return prior.load(prior.cache_file(params, fingerprint, layout.prior_cache, size), size)
 
 
 # ---------------------------------------------------------------- the steps
@@ -286,6 +299,7 @@ def resume(session: Session, run_dir: Path) -> Start:
 def _optimiser_step(s: Session, plan: BatchPlan, enc: Encoder, step: int) -> float:
     """One optimiser step over ``grad_accum`` micro-batches; the loss averaged over all ranks."""
     cfg, acc, device = s.params.train, s.accelerator, s.accelerator.device
+    unet = s.unet if s.step_unet is None else s.step_unet
     total = torch.zeros((), device=device)
     for micro in range(cfg.grad_accum):
         m = (step - 1) * cfg.grad_accum + micro
@@ -299,12 +313,23 @@ def _optimiser_step(s: Session, plan: BatchPlan, enc: Encoder, step: int) -> flo
                                                            device=device, dtype=latents.dtype)
         ts = torch.randint(0, s.parts.scheduler.config.num_train_timesteps, (latents.shape[0],), device=device,
                            dtype=torch.long)
-        sync = micro == cfg.grad_accum - 1
+        sync = micro == cfg.grad_accum - 1 and s.prior is None  # with a prior, its backward syncs
         with (nullcontext() if sync else acc.no_sync(s.unet)):
             with acc.autocast():
-                loss = diffusion_loss(s.unet if s.step_unet is None else s.step_unet, s.parts.scheduler, latents, text, ts, noise, cfg.min_snr_gamma)
+                loss = diffusion_loss(unet, s.parts.scheduler, latents, text, ts, noise, cfg.min_snr_gamma)
             acc.backward(loss / cfg.grad_accum)
         total += loss.detach() / cfg.grad_accum
+    if s.prior is not None:  # DreamBooth's prior loss: one batch of the base's own images, weighted
+        enc = Encoder(s.prior, s.parts, device, s.dtype, live_text(s.params))
+        idx = plan.prior(step, acc.process_index, len(s.prior.entries), cfg.prior.batch)
+        latents = enc.latents(idx, sample=False)
+        gen = torch.Generator().manual_seed(plan.prior_seed(step, acc.process_index))  # not the photos' RNG stream
+        noise = torch.randn(latents.shape, generator=gen).to(device, latents.dtype)
+        ts = torch.randint(0, s.parts.scheduler.config.num_train_timesteps, (len(idx),), generator=gen).to(device)
+        with acc.autocast():
+            prior_loss = diffusion_loss(unet, s.parts.scheduler, latents, enc.text(idx, [False] * len(idx)), ts, noise,
+                                        cfg.min_snr_gamma)
+        acc.backward(cfg.prior.weight * prior_loss)
     acc.clip_grad_norm_(s.trainable, cfg.max_grad_norm)
     s.optimizer.step()
     s.lr_scheduler.step()
