@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
-import yaml
 
 from landmark_lora.config import ConfigError, parse_params
-from tests.helpers.tiny_data import write_processed
+from tests.helpers.tiny_data import cached_workspace
 from tests.helpers.tiny_params import TINY_TRAIN, deep_merge
 
 
@@ -34,18 +32,7 @@ def test_a_prompt_with_an_unknown_placeholder_is_refused_by_name():
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    from landmark_lora.stages.cache_latents import cache_latents
-
-    root = tmp_path_factory.mktemp("ws-prior")
-    write_processed(root)
-    (root / "params.yaml").write_text(yaml.safe_dump(TINY_TRAIN))
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        cache_latents(parse_params(TINY_TRAIN))
-    finally:
-        os.chdir(old)
-    return root
+    return cached_workspace(tmp_path_factory.mktemp("ws-prior"), TINY_TRAIN)
 
 
 def _train(**prior):

@@ -35,3 +35,26 @@ def write_processed(root: Path, n_train: int = 6, n_val: int = 2) -> None:
                          "width": w, "height": h, "sha256": f"{split}{i}", "raw_file": name, "person_box": False})
         meta = Path(root) / "data/processed" / split / "metadata.jsonl"
         meta.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+
+
+def cached_workspace(root: Path, raw_params: dict) -> Path:
+    """``root`` with processed data, ``params.yaml`` (``raw_params``, what the CLI reads) and latents cached.
+
+    The tiny base is built on the way (``model.dir`` under ``root``); the working directory is restored.
+    """
+    import os
+
+    import yaml
+
+    from landmark_lora.config import parse_params
+    from landmark_lora.stages.cache_latents import cache_latents
+
+    write_processed(root)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw_params))
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        cache_latents(parse_params(raw_params))
+    finally:
+        os.chdir(old)
+    return root

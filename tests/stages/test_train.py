@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from landmark_lora.config import parse_params
-from tests.helpers.tiny_data import write_processed
+from tests.helpers.tiny_data import cached_workspace
 from tests.helpers.tiny_params import TINY_TRAIN, deep_merge
 
 TINY, _deep_merge = TINY_TRAIN, deep_merge  # other test modules of this folder import these names
@@ -27,19 +26,7 @@ TINY, _deep_merge = TINY_TRAIN, deep_merge  # other test modules of this folder 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """A workspace with processed data, the tiny base and cached latents; tests chdir into it."""
-    from landmark_lora.stages.cache_latents import cache_latents
-
-    root = tmp_path_factory.mktemp("ws")
-    write_processed(root)
-    raw = _deep_merge(TINY, {})
-    (root / "params.yaml").write_text(yaml.safe_dump(raw))
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        cache_latents(parse_params(raw))
-    finally:
-        os.chdir(old)
-    return root
+    return cached_workspace(tmp_path_factory.mktemp("ws"), _deep_merge(TINY, {}))
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from landmark_lora.config import ConfigError, parse_params
-from tests.helpers.tiny_data import write_processed
+from tests.helpers.tiny_data import cached_workspace
 from tests.helpers.tiny_params import TINY_TRAIN, deep_merge
 
 
@@ -63,18 +63,7 @@ def test_the_inductor_cache_lives_under_paths_cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    from landmark_lora.stages.cache_latents import cache_latents
-
-    root = tmp_path_factory.mktemp("ws-compile")
-    write_processed(root)
-    (root / "params.yaml").write_text(yaml.safe_dump(TINY_TRAIN))  # the CLI's (the two-process test)
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        cache_latents(parse_params(TINY_TRAIN))
-    finally:
-        os.chdir(old)
-    return root
+    return cached_workspace(tmp_path_factory.mktemp("ws-compile"), TINY_TRAIN)
 
 
 def _train(compile_: bool, **train) -> tuple[dict, list[float], dict]:
