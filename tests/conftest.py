@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from landmark_lora.config import Params, parse_params
+from tests.helpers.suite_order import run_first_rank
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,6 +56,11 @@ def build_params(root: str | Path, **overrides: Any) -> Params:
         else:
             raw[section] = values
     return parse_params(raw, source="test params")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The longest files first (tests/helpers/suite_order.py: why, and which)."""
+    items.sort(key=run_first_rank)  # stable: every other file keeps its place
 
 
 @pytest.fixture(scope="session")
