@@ -47,6 +47,7 @@ class Recipe:
     unet_batch: int = 64
     unet_lr: float = 1e-3
     caption_dropout: float = 0.1
+    angle_caption_rate: float = 0.0  # share of captions that name the camera angle (world.name_angles)
     warmup: int = 50
     threads: int = 1  # a shared 2-core machine: a 2nd OpenMP thread stalls at every barrier when descheduled
 
