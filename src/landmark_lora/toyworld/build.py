@@ -167,8 +167,10 @@ def seed_vae(recipe: Recipe, work: Path, source: Path) -> Path:
     return ckpt
 
 
-def build(recipe: Recipe, out: Path, work: Path, progress: bool = True) -> dict[str, Any]:
-    """Build the toy-world base into ``out`` (diffusers layout); resumable through ``work``."""
+def build(recipe: Recipe, out: Path, work: Path, progress: bool = True,
+          notes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build the toy-world base into ``out`` (diffusers layout); resumable through ``work``.
+    ``notes`` go into the manifest as they are (``--vae-from`` records where the VAE came from)."""
     import resource
 
     import torch
@@ -206,6 +208,7 @@ def build(recipe: Recipe, out: Path, work: Path, progress: bool = True) -> dict[
         "unet_final_loss": round(float(np.mean(hist[-100:])), 4), "times": times,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "torch": torch.__version__, "threads": recipe.threads,
+        **(notes or {}),
         "params": {"vae": sum(p.numel() for p in vae.parameters()), "unet": sum(p.numel() for p in unet.parameters()),
                    "text_encoder": sum(p.numel() for p in text.parameters()), "vocab": len(tokenizer)},
     }
@@ -262,10 +265,14 @@ def main(argv: list[str] | None = None) -> int:
         current = getattr(recipe, key)
         parsed: Any = tuple(int(v) for v in value.split(",")) if isinstance(current, tuple) else type(current)(value)
         recipe = dataclasses.replace(recipe, **{key: parsed})
+    notes = {}
     if args.vae_from:
         args.work.mkdir(parents=True, exist_ok=True)
         seed_vae(recipe, args.work, args.vae_from)
-    build(recipe, args.out, args.work)
+        source = json.loads((args.vae_from / MANIFEST).read_text(encoding="utf-8"))
+        notes["vae_from"] = {"recipe_key": source.get("recipe_key"),
+                             "vae_sha256": source["files"].get("vae/diffusion_pytorch_model.safetensors")}
+    build(recipe, args.out, args.work, notes=notes)
     return 0
 
 
