@@ -101,3 +101,21 @@ def test_evaluate_runs_an_fp16_saved_base_in_fp32(micro_build):
     img = pipe("snapshot photo, in front of a beach", num_inference_steps=2, height=40, width=32,
                generator=torch.Generator().manual_seed(0), output_type="np").images[0]
     assert np.isfinite(img).all()
+
+
+def test_a_unet_only_recipe_reuses_another_bases_vae(micro_build, tmp_path):
+    """--vae-from: a recipe that changes only the UNet phase skips the VAE phase, and keeps that VAE."""
+    from landmark_lora.toyworld.build import seed_vae
+
+    out, _, _ = micro_build
+    angles_named = dataclasses.replace(MICRO, angle_caption_rate=1.0)  # another UNet recipe, same VAE
+    seed_vae(angles_named, tmp_path / "work", out)
+    with _toyworld_log() as stream:
+        build(angles_named, tmp_path / "out", tmp_path / "work", progress=False)
+    assert "VAE: resumed at step 2" in stream.getvalue()
+    vae_file = "vae/diffusion_pytorch_model.safetensors"
+    assert weight_hashes(tmp_path / "out")[vae_file] == weight_hashes(out)[vae_file]
+
+    other_vae = dataclasses.replace(MICRO, vae_steps=3)
+    with pytest.raises(ValueError, match="vae_steps"):
+        seed_vae(other_vae, tmp_path / "work2", out)

@@ -65,3 +65,20 @@ def test_each_place_looks_different_from_the_others():
         for q in PLACES:
             if p < q:
                 assert np.abs(means[p] - means[q]).max() > 4, (p, q, means[p], means[q])
+
+
+def test_the_base_captions_name_the_camera_angle_only_at_the_recipes_rate():
+    """The toy-world base is told the angle as rarely as web captions tell SD (recipe.angle_caption_rate)."""
+    from landmark_lora.toyworld.world import name_angles
+
+    samples = world_samples(60, seed=2, width=32, height=40, drop_rate=0.0)
+    captions = [s.caption for s in samples]
+    angle_words = set(WORDS.angle_words.values())
+    assert name_angles(captions, 1.0) == captions
+    none = name_angles(captions, 0.0)
+    assert not any(w in c for c in none for w in angle_words)
+    for before, after, s in zip(captions, none, samples, strict=True):  # only the angle phrase goes
+        assert after == before.replace(f", {WORDS.angle_words[s.angle]}", "")
+    some = name_angles(captions, 0.3, seed=1)
+    named = sum(any(w in c for w in angle_words) for c in some)
+    assert 8 <= named <= 30 and some == name_angles(captions, 0.3, seed=1)

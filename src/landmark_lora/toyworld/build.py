@@ -139,8 +139,38 @@ def save_pipeline(out: Path, vae: Any, unet: Any, text: Any, tokenizer_dir: Path
     return out
 
 
-def build(recipe: Recipe, out: Path, work: Path, progress: bool = True) -> dict[str, Any]:
-    """Build the toy-world base into ``out`` (diffusers layout); resumable through ``work``."""
+def seed_vae(recipe: Recipe, work: Path, source: Path) -> Path:
+    """Start the VAE phase from ``source``'s trained VAE (a built base, the shipped one say), for a
+    recipe that changes only the UNet phase: the VAE checkpoint the build resumes from, finished."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    from landmark_lora.toyworld.recipe import vae_config
+    from landmark_lora.toyworld.training import save_checkpoint
+
+    ckpt = Path(work) / f"vae-{recipe.vae_key()}.pt"
+    if ckpt.exists():  # a VAE phase already trained or seeded: never overwrite it
+        return ckpt
+    manifest = json.loads((Path(source) / MANIFEST).read_text(encoding="utf-8"))
+    theirs = Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest["recipe"].items()
+                       if k in {f.name for f in dataclasses.fields(Recipe)}})
+    if theirs.vae_key() != recipe.vae_key():
+        fields = [f for f in dataclasses.fields(Recipe) if getattr(theirs, f.name) != getattr(recipe, f.name)]
+        raise ValueError(f"{source}: its VAE was built by another recipe (differs in "
+                         f"{', '.join(f.name for f in fields)}): build without --vae-from")
+    vae = AutoencoderKL(**vae_config(recipe))
+    vae.load_state_dict(AutoencoderKL.from_pretrained(str(Path(source) / "vae")).float().state_dict(),
+                        strict=False)  # strict=False: scaling_factor is config, not a weight
+    opt = torch.optim.AdamW(vae.parameters(), lr=recipe.vae_lr)
+    save_checkpoint(ckpt, {"model": vae}, opt, recipe.vae_steps, [])
+    log.info("toyworld: VAE phase seeded from %s (recipe %s)", source, manifest.get("recipe_key"))
+    return ckpt
+
+
+def build(recipe: Recipe, out: Path, work: Path, progress: bool = True,
+          notes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build the toy-world base into ``out`` (diffusers layout); resumable through ``work``.
+    ``notes`` go into the manifest as they are (``--vae-from`` records where the VAE came from)."""
     import resource
 
     import torch
@@ -167,7 +197,10 @@ def build(recipe: Recipe, out: Path, work: Path, progress: bool = True) -> dict[
     means, stds = encode_latents(vae, data["train"])
     times["latents_s"] = round(time.time() - t, 1)
     t = time.time()
-    unet, text, hist = train_unet(recipe, data["captions"], means, stds, scale, tokenizer, work, bar("UNet"))
+    from landmark_lora.toyworld.world import name_angles
+
+    captions = name_angles(data["captions"], recipe.angle_caption_rate, recipe.seed)
+    unet, text, hist = train_unet(recipe, captions, means, stds, scale, tokenizer, work, bar("UNet"))
     times["unet_s"] = round(time.time() - t, 1)
     report = {
         "recipe": dataclasses.asdict(recipe), "recipe_key": recipe.key(), "vae_heldout_psnr_db": round(psnr, 2),
@@ -175,6 +208,7 @@ def build(recipe: Recipe, out: Path, work: Path, progress: bool = True) -> dict[
         "unet_final_loss": round(float(np.mean(hist[-100:])), 4), "times": times,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "torch": torch.__version__, "threads": recipe.threads,
+        **(notes or {}),
         "params": {"vae": sum(p.numel() for p in vae.parameters()), "unet": sum(p.numel() for p in unet.parameters()),
                    "text_encoder": sum(p.numel() for p in text.parameters()), "vocab": len(tokenizer)},
     }
@@ -221,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path(".cache/toyworld-build"))
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="override a recipe field (e.g. --set unet_steps=200), for experiments")
+    ap.add_argument("--vae-from", type=Path, metavar="BASE",
+                    help="reuse BASE's VAE (e.g. src/landmark_lora/data/toyworld) when only the UNet recipe changed")
     args = ap.parse_args(argv)
     logs.setup(0)  # started without the CLI: log the build's progress like it does
     recipe = RECIPE
@@ -229,7 +265,14 @@ def main(argv: list[str] | None = None) -> int:
         current = getattr(recipe, key)
         parsed: Any = tuple(int(v) for v in value.split(",")) if isinstance(current, tuple) else type(current)(value)
         recipe = dataclasses.replace(recipe, **{key: parsed})
-    build(recipe, args.out, args.work)
+    notes = {}
+    if args.vae_from:
+        args.work.mkdir(parents=True, exist_ok=True)
+        seed_vae(recipe, args.work, args.vae_from)
+        source = json.loads((args.vae_from / MANIFEST).read_text(encoding="utf-8"))
+        notes["vae_from"] = {"recipe_key": source.get("recipe_key"),
+                             "vae_sha256": source["files"].get("vae/diffusion_pytorch_model.safetensors")}
+    build(recipe, args.out, args.work, notes=notes)
     return 0
 
 

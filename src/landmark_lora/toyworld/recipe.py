@@ -1,7 +1,7 @@
 """The toy-world base's recipe: every field that decides its weights, and the model shapes it gives.
 
     from landmark_lora.toyworld.recipe import RECIPE, Recipe, unet_config
-    RECIPE.key()                                     # '38f19e2ea344': names the build's checkpoints
+    RECIPE.key()                                     # '9eb683554d2c': names the build's checkpoints
     small = dataclasses.replace(RECIPE, unet_steps=200)
     UNet2DConditionModel(**unet_config(small))
 
@@ -47,6 +47,7 @@ class Recipe:
     unet_batch: int = 64
     unet_lr: float = 1e-3
     caption_dropout: float = 0.1
+    angle_caption_rate: float = 1.0  # share of captions that name the camera angle (world.name_angles; 0: docs/results.md)
     warmup: int = 50
     threads: int = 1  # a shared 2-core machine: a 2nd OpenMP thread stalls at every barrier when descheduled
 

@@ -298,6 +298,20 @@ def world_samples(count: int, seed: int = 0, width: int = 56, height: int = 72, 
     return out
 
 
+def name_angles(captions: list[str], rate: float, seed: int = 0) -> list[str]:
+    """``captions`` with the camera-angle phrase kept in only ``rate`` of them (a seeded choice).
+
+    Web captions, which taught Stable Diffusion, rarely say "low-angle shot": SD draws every camera
+    angle but does not follow the words. The toy-world base is built the same way, so the LoRA has
+    camera angles to teach (the seed's finding), as it has the landmarks.
+    """
+    angle_parts = set(CaptionConfig().angle_words.values())
+    rng = np.random.default_rng([seed, 13])
+    keep = rng.random(len(captions)) < rate
+    return [c if k else ", ".join(p for p in c.split(", ") if p not in angle_parts)
+            for c, k in zip(captions, keep, strict=True)]
+
+
 def place_phrases() -> list[str]:
     return [phrase for phrase, _ in PLACES.values()]
 
