@@ -3,8 +3,8 @@
     python -m tools.base_samples [--base toyworld] [--out docs/img/toyworld_base_samples.png]
 
 One row per toy-world place, one column per shot type (`snapshot photo, in front of <place>, <shot>`),
-then one row asking a park's upper-body shot at each camera angle (eye-level, low, high: the base was
-never told the angle words, so that row shows what it draws when asked). 20 DPM-Solver steps,
+then one row asking a park's upper-body shot at each camera angle (eye-level, low, high: whether the
+base follows the angle words; a base built with ``angle_caption_rate`` 0 does not). 20 DPM-Solver steps,
 guidance 5, seed 0 + cell index; each cell scaled 2x (nearest) so the 56x72 images read on a page.
 """
 

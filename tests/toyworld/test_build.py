@@ -109,12 +109,14 @@ def test_a_unet_only_recipe_reuses_another_bases_vae(micro_build, tmp_path):
 
     out, _, _ = micro_build
     angles_named = dataclasses.replace(MICRO, angle_caption_rate=1.0)  # another UNet recipe, same VAE
-    seed_vae(angles_named, tmp_path / "work", out)
+    origin = seed_vae(angles_named, tmp_path / "work", out)
     with _toyworld_log() as stream:
-        build(angles_named, tmp_path / "out", tmp_path / "work", progress=False)
+        build(angles_named, tmp_path / "out", tmp_path / "work", progress=False, notes={"vae_from": origin})
     assert "VAE: resumed at step 2" in stream.getvalue()
     vae_file = "vae/diffusion_pytorch_model.safetensors"
     assert weight_hashes(tmp_path / "out")[vae_file] == weight_hashes(out)[vae_file]
+    manifest = json.loads((tmp_path / "out" / MANIFEST).read_text())
+    assert manifest["vae_from"] == {"recipe_key": MICRO.key(), "vae_sha256": weight_hashes(out)[vae_file]}
 
     other_vae = dataclasses.replace(MICRO, vae_steps=3)
     with pytest.raises(ValueError, match="vae_steps"):

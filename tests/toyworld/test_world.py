@@ -68,7 +68,7 @@ def test_each_place_looks_different_from_the_others():
 
 
 def test_the_base_captions_name_the_camera_angle_only_at_the_recipes_rate():
-    """The toy-world base is told the angle as rarely as web captions tell SD (recipe.angle_caption_rate)."""
+    """recipe.angle_caption_rate: only that share of the base's captions keeps its camera-angle phrase."""
     from landmark_lora.toyworld.world import name_angles
 
     samples = world_samples(60, seed=2, width=32, height=40, drop_rate=0.0)

@@ -139,19 +139,22 @@ def save_pipeline(out: Path, vae: Any, unet: Any, text: Any, tokenizer_dir: Path
     return out
 
 
-def seed_vae(recipe: Recipe, work: Path, source: Path) -> Path:
+def seed_vae(recipe: Recipe, work: Path, source: Path) -> dict[str, Any]:
     """Start the VAE phase from ``source``'s trained VAE (a built base, the shipped one say), for a
-    recipe that changes only the UNet phase: the VAE checkpoint the build resumes from, finished."""
+    recipe that changes only the UNet phase: writes the finished VAE checkpoint the build resumes
+    from. Returns where the VAE came from (the manifest's ``vae_from``)."""
     import torch
     from diffusers import AutoencoderKL
 
     from landmark_lora.toyworld.recipe import vae_config
     from landmark_lora.toyworld.training import save_checkpoint
 
+    manifest = json.loads((Path(source) / MANIFEST).read_text(encoding="utf-8"))
+    origin = {"recipe_key": manifest.get("recipe_key"),
+              "vae_sha256": manifest["files"].get("vae/diffusion_pytorch_model.safetensors")}
     ckpt = Path(work) / f"vae-{recipe.vae_key()}.pt"
     if ckpt.exists():  # a VAE phase already trained or seeded: never overwrite it
-        return ckpt
-    manifest = json.loads((Path(source) / MANIFEST).read_text(encoding="utf-8"))
+        return origin
     theirs = Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest["recipe"].items()
                        if k in {f.name for f in dataclasses.fields(Recipe)}})
     if theirs.vae_key() != recipe.vae_key():
@@ -163,8 +166,8 @@ def seed_vae(recipe: Recipe, work: Path, source: Path) -> Path:
                         strict=False)  # strict=False: scaling_factor is config, not a weight
     opt = torch.optim.AdamW(vae.parameters(), lr=recipe.vae_lr)
     save_checkpoint(ckpt, {"model": vae}, opt, recipe.vae_steps, [])
-    log.info("toyworld: VAE phase seeded from %s (recipe %s)", source, manifest.get("recipe_key"))
-    return ckpt
+    log.info("toyworld: VAE phase seeded from %s (recipe %s)", source, origin["recipe_key"])
+    return origin
 
 
 def build(recipe: Recipe, out: Path, work: Path, progress: bool = True,
@@ -265,13 +268,10 @@ def main(argv: list[str] | None = None) -> int:
         current = getattr(recipe, key)
         parsed: Any = tuple(int(v) for v in value.split(",")) if isinstance(current, tuple) else type(current)(value)
         recipe = dataclasses.replace(recipe, **{key: parsed})
-    notes = {}
+    notes: dict[str, Any] = {}
     if args.vae_from:
         args.work.mkdir(parents=True, exist_ok=True)
-        seed_vae(recipe, args.work, args.vae_from)
-        source = json.loads((args.vae_from / MANIFEST).read_text(encoding="utf-8"))
-        notes["vae_from"] = {"recipe_key": source.get("recipe_key"),
-                             "vae_sha256": source["files"].get("vae/diffusion_pytorch_model.safetensors")}
+        notes["vae_from"] = seed_vae(recipe, args.work, args.vae_from)
     build(recipe, args.out, args.work, notes=notes)
     return 0
 

@@ -302,8 +302,8 @@ def name_angles(captions: list[str], rate: float, seed: int = 0) -> list[str]:
     """``captions`` with the camera-angle phrase kept in only ``rate`` of them (a seeded choice).
 
     Web captions, which taught Stable Diffusion, rarely say "low-angle shot": SD draws every camera
-    angle but does not follow the words. The toy-world base is built the same way, so the LoRA has
-    camera angles to teach (the seed's finding), as it has the landmarks.
+    angle but follows the words weakly. ``Recipe.angle_caption_rate`` below 1 builds a toy-world base
+    like that (the shipped one uses 1.0; what 0 gave: docs/results.md).
     """
     angle_parts = set(CaptionConfig().angle_words.values())
     rng = np.random.default_rng([seed, 13])
