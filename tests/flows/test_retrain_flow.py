@@ -8,6 +8,7 @@ rerun registers the new version -> the lock makes a second trigger skip or wait.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import subprocess
 import threading
@@ -17,7 +18,7 @@ import pytest
 import yaml
 from report_fixtures import CHROMIUM, body_attr, external_refs, open_in_chromium
 
-from landmark_lora import rawtable
+from landmark_lora import locking, rawtable
 from landmark_lora.locking import lock_path, pipeline_lock
 from tests.helpers.workspace import build_workspace
 
@@ -206,7 +207,7 @@ def test_new_photos_make_a_new_version_and_a_promote_crash_leaves_nothing_behind
     assert "champion (v1" in _latest_artifact()
 
 
-def test_a_second_trigger_skips_or_waits_while_one_holds_the_lock(ws, first_run, retrain_module):
+def test_a_second_trigger_skips_or_waits_while_one_holds_the_lock(ws, first_run, retrain_module, monkeypatch):
     from landmark_lora.config import load_params
 
     path = ws / lock_path(load_params(ws / "params.yaml"))
@@ -227,12 +228,35 @@ def test_a_second_trigger_skips_or_waits_while_one_holds_the_lock(ws, first_run,
         holder.join()
     assert busy["status"] == "busy" and "a running retrain" in busy["reason"]
 
+    # Released 1.5 s after the retrain first finds the lock taken (not on a timer from here: the
+    # flow's own start-up before it asks for the lock varies with the machine's load).
+    contended = threading.Event()
+
+    class SeesContention:
+        def __getattr__(self, name):
+            return getattr(fcntl, name)
+
+        @staticmethod
+        def flock(fd, op):
+            try:
+                return fcntl.flock(fd, op)
+            except BlockingIOError:
+                contended.set()
+                raise
+
+    monkeypatch.setattr(locking, "fcntl", SeesContention())
+
+    def release_after_contention() -> None:
+        contended.wait(60)
+        time.sleep(1.5)
+        release.set()
+
     held.clear()
     release.clear()
     holder = threading.Thread(target=hold)
     holder.start()
     held.wait(10)
-    threading.Timer(2.0, release.set).start()
+    threading.Thread(target=release_after_contention, daemon=True).start()
     try:
         waited = retrain_module.retrain(workdir=str(ws), if_busy="wait", lock_timeout_s=60)
     finally:
